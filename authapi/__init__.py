@@ -1,0 +1,1 @@
+"""authapi: JWT login, rotating refresh and revocation for async Django, on Redis."""

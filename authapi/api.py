@@ -1,0 +1,234 @@
+"""The HTTP surface: ``NinjaAPI`` with the auth routes, simplejwt aliases and error handlers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import NinjaAPI, Router
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from authapi import schemas, sessions, store
+from authapi.auth import AccessContext, bearer_token, check_access, jwt_bearer
+from authapi.errors import (
+    AuthApiError,
+    DatabaseUnavailable,
+    InvalidBody,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    TokenInvalid,
+)
+from authapi.schemas import Empty, Error, LoginIn, Me, RefreshIn, SessionOut, TokenPair, VerifyIn
+
+logger = logging.getLogger("authapi")
+
+api = NinjaAPI(
+    title="authapi",
+    version="1.0.0",
+    description="JWT login, rotating refresh tokens and revocation, on Redis.",
+    urls_namespace="authapi",
+)
+
+ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
+AUTH_ERRORS: dict[int, Any] = {401: Error, 503: Error}
+_SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def _no_content() -> HttpResponse:
+    return HttpResponse(status=204)
+
+
+# --- error handlers: every error is {"detail", "code"} -------------------------------
+
+
+@api.exception_handler(AuthApiError)
+def _our_error(request: HttpRequest, exc: AuthApiError) -> HttpResponse:
+    return exc.response()
+
+
+@api.exception_handler(AuthenticationError)
+def _not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return NotAuthenticated().response()
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
+        for e in exc.errors
+    ]
+    return InvalidBody(extra={"errors": errors}).response()
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return NotFound().response()
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = {405: MethodNotAllowed.code, 404: NotFound.code}.get(exc.status_code, "error")
+    return JsonResponse({"detail": str(exc), "code": code}, status=exc.status_code)
+
+
+@api.exception_handler(DatabaseError)
+def _database(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    logger.error("database error: %s", type(exc).__name__)
+    return DatabaseUnavailable().response()
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+
+
+# --- /api/auth/ -----------------------------------------------------------------------
+
+auth = Router(tags=["auth"])
+
+
+@auth.post(
+    "/login",
+    response={200: TokenPair, 401: Error, 429: Error, **ERRORS},
+    openapi_extra=schemas.body_doc(LoginIn),
+    summary="Log in with username and password",
+)
+async def login(request: HttpRequest) -> dict[str, Any]:
+    body = schemas.parse(request, LoginIn)
+    return await sessions.login(request, body.username, body.password)
+
+
+@auth.post(
+    "/refresh",
+    response={200: TokenPair, 401: Error, **ERRORS},
+    openapi_extra=schemas.body_doc(RefreshIn),
+    summary="Spend a refresh token for the session's next pair",
+)
+async def refresh(request: HttpRequest) -> dict[str, Any]:
+    body = schemas.parse(request, RefreshIn)
+    return await sessions.refresh(request, body.refresh)
+
+
+@auth.post(
+    "/logout",
+    response={204: None, 401: Error, **ERRORS},
+    openapi_extra=schemas.body_doc(RefreshIn),
+    summary="Revoke the refresh token's session (and the Bearer access token, if sent)",
+)
+async def logout(request: HttpRequest) -> HttpResponse:
+    body = schemas.parse(request, RefreshIn)
+    access = None
+    token = bearer_token(request)
+    if token:
+        try:
+            access = (await check_access(token)).claims
+        except TokenInvalid:
+            access = None  # an expired or revoked access token needs no revoking
+    await sessions.logout(request, body.refresh, access)
+    return _no_content()
+
+
+@auth.post(
+    "/verify",
+    response={200: Empty, 401: Error, **ERRORS},
+    openapi_extra=schemas.body_doc(VerifyIn),
+    summary="Check that a token (access or refresh) is valid and not revoked",
+)
+async def verify(request: HttpRequest) -> dict[str, Any]:
+    body = schemas.parse(request, VerifyIn)
+    await sessions.verify(body.token)
+    return {}
+
+
+@auth.post(
+    "/logout-all",
+    auth=jwt_bearer,
+    response={204: None, **AUTH_ERRORS},
+    summary="Revoke every session and access token of the current user",
+)
+async def logout_all(request: HttpRequest) -> HttpResponse:
+    ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    await sessions.revoke_all(request, ctx.user_id, reason="logout_all")
+    return _no_content()
+
+
+@auth.get("/me", auth=jwt_bearer, response={200: Me, **AUTH_ERRORS}, summary="The current user")
+async def me(request: HttpRequest) -> dict[str, Any]:
+    ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    user = await ctx.auser()
+    return {
+        "id": user.pk,
+        "username": user.get_username(),
+        "email": getattr(user, "email", "") or "",
+        "first_name": getattr(user, "first_name", "") or "",
+        "last_name": getattr(user, "last_name", "") or "",
+    }
+
+
+def _iso(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@auth.get(
+    "/sessions",
+    auth=jwt_bearer,
+    response={200: list[SessionOut], **AUTH_ERRORS},
+    summary="The current user's live sessions",
+)
+async def list_sessions(request: HttpRequest) -> list[dict[str, Any]]:
+    ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    return [
+        {
+            "id": s.sid,
+            "created_at": _iso(s.created_ms),
+            "last_used_at": _iso(s.last_used_ms),
+            "user_agent": s.user_agent,
+            "ip": s.ip,
+            "current": s.sid == ctx.sid,
+            "expires_at": _iso(s.refresh_exp * 1000),
+        }
+        for s in await store.list_sessions(ctx.user_id)
+    ]
+
+
+@auth.delete(
+    "/sessions/{sid}",
+    auth=jwt_bearer,
+    response={204: None, 404: Error, **AUTH_ERRORS},
+    summary="Revoke one of the current user's sessions",
+)
+async def delete_session(request: HttpRequest, sid: str) -> HttpResponse:
+    ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    if not _SID.match(sid):
+        raise NotFound("No such session.")
+    await sessions.revoke_one(request, ctx.user_id, sid, reason="deleted")
+    return _no_content()
+
+
+api.add_router("/auth", auth)
+
+# --- /api/token/: drop-in aliases for djangorestframework-simplejwt clients -----------
+
+simplejwt = Router(tags=["simplejwt aliases"])
+for _path, _view, _body, _ok in (
+    ("/", login, LoginIn, {200: TokenPair, 429: Error}),
+    ("/refresh/", refresh, RefreshIn, {200: TokenPair}),
+    ("/verify/", verify, VerifyIn, {200: Empty}),
+    ("/blacklist/", logout, RefreshIn, {204: None}),
+):
+    simplejwt.add_api_operation(
+        _path,
+        ["POST"],
+        _view,
+        response={**_ok, 401: Error, **ERRORS},
+        openapi_extra=schemas.body_doc(_body),
+        operation_id=f"simplejwt_{_view.__name__}",
+        summary=f"Alias of /api/auth/{_view.__name__} (djangorestframework-simplejwt)",
+    )
+api.add_router("/token", simplejwt)

@@ -1,0 +1,60 @@
+"""System checks over the configuration (``manage.py check [--deploy]``).
+
+The same faults stop uvicorn at start (``startup.validate``): checks do not run there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from authapi import conf, keys
+
+
+def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        cfg = conf.from_mapping(getattr(settings, "AUTHAPI", None) or {})
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="authapi.E001")]
+    try:
+        keys.build(cfg, settings.SECRET_KEY)
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="authapi.E002")]
+    if cfg.custom_claims:
+        from django.utils.module_loading import import_string
+
+        try:
+            import_string(cfg.custom_claims)
+        except ImportError:
+            return [
+                checks.Error(
+                    f"AUTHAPI_CUSTOM_CLAIMS: cannot import {cfg.custom_claims!r}.",
+                    id="authapi.E003",
+                )
+            ]
+    return []
+
+
+def deploy_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    cfg = conf.get()
+    if (
+        getattr(settings, "AUTHAPI_SECRET_KEY_GENERATED", False)
+        and cfg.is_hmac
+        and not cfg.signing_key
+    ):
+        return [
+            checks.Warning(
+                "Tokens are signed with a key derived from a generated local secret.",
+                hint="Set DJANGO_SECRET_KEY (or AUTHAPI_SIGNING_KEY) in production.",
+                id="authapi.W001",
+            )
+        ]
+    return []
+
+
+def register() -> None:
+    checks.register(settings_check, "authapi")
+    checks.register(deploy_check, "authapi", deploy=True)

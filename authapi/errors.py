@@ -1,0 +1,117 @@
+"""Every error a client can cause, as one tree rendered as ``{"detail", "code"}``.
+
+* AuthApiError
+  + BadRequest (400) / UnsupportedMediaType (400) / PayloadTooLarge (413) / InvalidBody (422)
+  + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
+  + TokenInvalid (401, a token was sent and is not acceptable)
+    x RefreshReuse (a spent refresh token: its session was revoked)
+  + NotFound (404) / MethodNotAllowed (405) / Throttled (429)
+  + StoreUnavailable (503, Redis or the database did not answer: fail closed)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.http import JsonResponse
+
+
+class AuthApiError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "error"
+    detail: ClassVar[str] = "Bad request"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None) -> None:
+        self.message = detail or self.detail
+        self.extra = extra or {}
+        self.extra_headers: dict[str, str] = {}
+        super().__init__(self.message)
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse(
+            {"detail": self.message, "code": self.code, **self.extra}, status=self.status
+        )
+        for name, value in {**self.headers, **self.extra_headers}.items():
+            response[name] = value
+        return response
+
+
+class BadRequest(AuthApiError):
+    code = "parse_error"
+    detail = "Malformed request body."
+
+
+class UnsupportedMediaType(BadRequest):
+    code = "unsupported_media_type"
+    detail = "Send the body as application/json or application/x-www-form-urlencoded."
+
+
+class InvalidBody(AuthApiError):
+    status = 422
+    code = "invalid"
+    detail = "The request body is not valid."
+
+
+class PayloadTooLarge(AuthApiError):
+    status = 413
+    code = "payload_too_large"
+    detail = "Request body is larger than 16 KiB."
+
+
+class NotAuthenticated(AuthApiError):
+    status = 401
+    code = "not_authenticated"
+    detail = "Authentication credentials were not provided."
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class AuthenticationFailed(AuthApiError):
+    status = 401
+    code = "no_active_account"
+    detail = "No active account found with the given credentials"
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class TokenInvalid(AuthApiError):
+    status = 401
+    code = "token_not_valid"  # what simplejwt clients already match on
+    detail = "Token is invalid or expired"
+    headers = {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
+
+
+class RefreshReuse(TokenInvalid):
+    detail = "Refresh token was already used; its session has been revoked"
+
+
+class NotFound(AuthApiError):
+    status = 404
+    code = "not_found"
+    detail = "Not found."
+
+
+class MethodNotAllowed(AuthApiError):
+    status = 405
+    code = "method_not_allowed"
+    detail = "Method not allowed."
+
+
+class Throttled(AuthApiError):
+    status = 429
+    code = "throttled"
+    detail = "Too many failed login attempts. Try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed login attempts. Try again in {retry_after} seconds.")
+        self.extra_headers["Retry-After"] = str(retry_after)
+
+
+class StoreUnavailable(AuthApiError):
+    status = 503
+    code = "service_unavailable"
+    detail = "The token store is unavailable. Try again shortly."
+    headers = {"Retry-After": "5"}
+
+
+class DatabaseUnavailable(StoreUnavailable):
+    detail = "The user database is unavailable. Try again shortly."

@@ -1,0 +1,108 @@
+"""Async-capable middleware: refuse big bodies early, never answer an error in HTML,
+serve static files (the docs UI) through WhiteNoise without a thread hop elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.decorators import sync_and_async_middleware
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+from authapi.errors import PayloadTooLarge
+from authapi.schemas import MAX_BODY
+
+logger = logging.getLogger("authapi")
+
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: PayloadTooLarge.code,
+    415: "unsupported_media_type",
+    500: "server_error",
+}
+_KEEP = ("Allow", "Retry-After", "WWW-Authenticate", "Vary")
+
+
+def _too_large(request: HttpRequest) -> bool:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY
+    except ValueError:
+        return False
+
+
+def _as_json(response: HttpResponseBase) -> HttpResponseBase:
+    status = response.status_code
+    if status < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    reason = response.reason_phrase or "Error"
+    if status >= 500:
+        reason = "Internal server error."
+    body = {"detail": reason, "code": _CODES.get(status, "error")}
+    converted = JsonResponse(body, status=status)
+    for header in _KEEP:
+        if header in response:
+            converted[header] = response[header]
+    return converted
+
+
+Handler = Callable[[HttpRequest], Any]
+
+
+@sync_and_async_middleware
+def json_errors(get_response: Handler) -> Handler:
+    """413 for declared bodies over 16 KiB; any non-JSON 4xx/5xx becomes {"detail","code"}."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponseBase:
+            if _too_large(request):
+                return PayloadTooLarge().response()
+            return _as_json(await get_response(request))
+
+        return middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+        if _too_large(request):
+            return PayloadTooLarge().response()
+        return _as_json(get_response(request))
+
+    return sync_middleware
+
+
+@sync_and_async_middleware
+def static_files(get_response: Handler) -> Handler:
+    """WhiteNoise for STATIC_URL only, so API requests pay no sync hop."""
+    if not iscoroutinefunction(get_response):
+        return WhiteNoiseMiddleware(get_response)  # type: ignore[no-any-return]
+    static_url = settings.STATIC_URL or "/static/"
+    # WhiteNoise answers None for files it does not have; we fall through to the app then.
+    serve = sync_to_async(WhiteNoiseMiddleware(lambda request: None), thread_sensitive=False)
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        if request.path_info.startswith(static_url):
+            found = await serve(request)
+            if found is not None:
+                return await _buffered(found)
+        response: HttpResponseBase = await get_response(request)
+        return response
+
+    return middleware
+
+
+async def _buffered(response: HttpResponseBase) -> HttpResponseBase:
+    """WhiteNoise streams files with a sync iterator; hand ASGI the bytes instead."""
+    if not response.streaming:
+        return response
+    content = await sync_to_async(b"".join, thread_sensitive=False)(response)
+    plain = HttpResponse(content, status=response.status_code)
+    for name, value in response.items():
+        plain[name] = value
+    plain["Content-Length"] = str(len(content))
+    return plain

@@ -1,0 +1,137 @@
+"""Request and response bodies; request bodies parse from JSON or from a form."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
+from ninja import Schema
+from pydantic import Field, StrictStr, ValidationError, field_validator
+
+from authapi.errors import BadRequest, InvalidBody, PayloadTooLarge, UnsupportedMediaType
+
+MAX_BODY = 16 * 1024
+M = TypeVar("M", bound=Schema)
+
+
+class _Body(Schema):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class LoginIn(_Body):
+    username: StrictStr = Field(min_length=1, max_length=150)
+    password: StrictStr = Field(min_length=1, max_length=4096)
+
+
+class RefreshIn(_Body):
+    refresh: StrictStr = Field(min_length=1, max_length=8192)
+
+
+class VerifyIn(_Body):
+    token: StrictStr = Field(min_length=1, max_length=8192)
+
+
+class TokenPair(Schema):
+    access: str
+    refresh: str
+    token_type: str = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_expires_in: int = Field(description="Seconds until the refresh token expires.")
+
+
+class Error(Schema):
+    detail: str
+    code: str
+
+
+class Empty(Schema):
+    pass
+
+
+class Me(Schema):
+    id: int | str
+    username: str
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+
+
+class SessionOut(Schema):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str
+    ip: str
+    current: bool
+    expires_at: datetime
+
+
+def _decode(request: HttpRequest) -> dict[str, Any]:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("Content-Length is not a number.") from None
+    if length > MAX_BODY:
+        raise PayloadTooLarge()
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge() from None
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge()
+    content_type = (request.content_type or "").lower()
+    if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        try:
+            return {key: request.POST.get(key) for key in request.POST}
+        except (MultiPartParserError, TooManyFieldsSent, UnicodeDecodeError):
+            raise BadRequest("Malformed form body.") from None
+    if (
+        content_type == "application/json"
+        or content_type.endswith("+json")
+        or (not content_type and body.lstrip().startswith(b"{"))
+    ):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("Malformed JSON body.") from None
+        if not isinstance(data, dict):
+            raise BadRequest("The JSON body must be an object.")
+        return data
+    if not body and not content_type:
+        return {}
+    raise UnsupportedMediaType()
+
+
+def parse(request: HttpRequest, model: type[M]) -> M:
+    """The request body, JSON or form, validated as ``model``; 400/413/422 otherwise."""
+    data = _decode(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        raise InvalidBody(
+            f"Invalid or missing field(s): {fields}.", extra={"errors": errors}
+        ) from None
+
+
+def body_doc(model: type[Schema]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a body accepted as JSON or as a form."""
+    schema = model.model_json_schema()
+    content = {
+        "application/json": {"schema": schema},
+        "application/x-www-form-urlencoded": {"schema": schema},
+    }
+    return {"requestBody": {"required": True, "content": content}}

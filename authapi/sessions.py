@@ -1,0 +1,253 @@
+"""The session life cycle: log in, refresh (rotate), log out, verify, revoke.
+
+Views call these; they speak tokens and the store, and raise only ``AuthApiError``s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
+
+from authapi import conf, events, passwords, store, throttle, tokens
+from authapi.errors import (
+    AuthenticationFailed,
+    DatabaseUnavailable,
+    NotFound,
+    RefreshReuse,
+    TokenInvalid,
+)
+
+logger = logging.getLogger("authapi")
+
+
+@cache
+def _claims_callable() -> Callable[[Any], dict[str, Any]] | None:
+    path = conf.get().custom_claims
+    if not path:
+        return None
+    try:
+        func: Callable[[Any], dict[str, Any]] = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"AUTHAPI_CUSTOM_CLAIMS: cannot import {path!r}.") from exc
+    return func
+
+
+conf.on_reset(_claims_callable.cache_clear)
+
+
+def custom_claims(user: Any) -> dict[str, Any]:
+    """The configured extra claims for ``user``; reserved names are dropped, loudly."""
+    func = _claims_callable()
+    if func is None:
+        return {}
+    claims = func(user)
+    if not isinstance(claims, dict):
+        logger.error(
+            "AUTHAPI_CUSTOM_CLAIMS returned %s, not a dict; ignored", type(claims).__name__
+        )
+        return {}
+    clash = sorted(set(claims) & tokens.RESERVED)
+    if clash:
+        logger.error("AUTHAPI_CUSTOM_CLAIMS may not set reserved claims %s; dropped", clash)
+        claims = {k: v for k, v in claims.items() if k not in tokens.RESERVED}
+    try:
+        json.dumps(claims)
+    except (TypeError, ValueError):
+        logger.error("AUTHAPI_CUSTOM_CLAIMS returned claims that are not JSON; ignored")
+        return {}
+    return claims
+
+
+def user_id_of(user: Any) -> int | str:
+    """The ``user_id`` claim: the primary key, kept an int when it is one (as simplejwt)."""
+    pk = user.pk
+    return pk if isinstance(pk, int) else str(pk)
+
+
+async def get_user(user_id: int | str) -> Any | None:
+    """The user for a ``user_id`` claim, or None when deleted."""
+    model = get_user_model()
+    try:
+        return await model._default_manager.filter(pk=user_id).afirst()
+    except (ValueError, TypeError):
+        return None
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+
+
+def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:
+    return {
+        "access": access,
+        "refresh": refresh,
+        "token_type": "Bearer",
+        "expires_in": max(0, access_exp - now),
+        "refresh_expires_in": max(0, refresh_exp - now),
+    }
+
+
+async def start(user: Any, request: HttpRequest) -> dict[str, Any]:
+    """Open a new session for ``user`` and return its first token pair."""
+    cfg = conf.get()
+    moment = tokens.now()
+    now, now_ms = int(moment), int(moment * 1000)
+    uid, sid, jti = user_id_of(user), tokens.new_id(), tokens.new_id()
+    max_exp = now + cfg.session_max_age
+    refresh_exp = min(now + cfg.refresh_lifetime, max_exp)
+    access_exp = min(now + cfg.access_lifetime, max_exp)
+    extra = custom_claims(user)
+    evicted = await store.start_session(
+        user_id=uid,
+        sid=sid,
+        jti=jti,
+        iat=now,
+        refresh_exp=refresh_exp,
+        access_exp=access_exp,
+        max_exp=max_exp,
+        now_ms=now_ms,
+        user_agent=throttle.user_agent(request),
+        ip=throttle.client_ip(request),
+        max_sessions=cfg.max_sessions,
+    )
+    for old in evicted:
+        await events.emit(
+            "session_revoked", request, user_id=uid, session_id=old, reason="session_limit"
+        )
+    common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra}
+    access = tokens.encode(tokens.build("access", exp=access_exp, **common))
+    refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
+    await events.emit("login_succeeded", request, user_id=uid, session_id=sid)
+    return _pair(access, refresh, access_exp, refresh_exp, now)
+
+
+@sensitive_variables("password")
+async def login(request: HttpRequest, username: str, password: str) -> dict[str, Any]:
+    """Check credentials off the loop (throttled), then start a session."""
+    key = await throttle.check(request, username)
+    try:
+        user = await passwords.find_user(username)
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+    usable = user is not None and user.has_usable_password()
+    ok, upgrade = await passwords.verify(
+        password, user.password if user is not None and usable else None
+    )
+    if not ok or not getattr(user, "is_active", True):
+        await throttle.failed(key)
+        await events.emit("login_failed", request, user_id=user.pk if user else None)
+        raise AuthenticationFailed()
+    if upgrade:
+        await passwords.rehash(user, password)
+    await throttle.succeeded(key)
+    return await start(user, request)
+
+
+async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
+    """Spend a refresh token and return the session's next pair."""
+    cfg = conf.get()
+    claims = tokens.decode(token, "refresh")
+    user = await get_user(claims.user_id)
+    if user is None or not user.is_active:
+        if await store.revoke_session(claims.user_id, claims.sid):
+            await events.emit(
+                "session_revoked",
+                request,
+                user_id=claims.user_id,
+                session_id=claims.sid,
+                reason="user_inactive",
+            )
+        raise TokenInvalid("User is inactive or deleted")
+    moment = tokens.now()
+    now = int(moment)
+    rotation = await store.rotate(
+        user_id=claims.user_id,
+        sid=claims.sid,
+        jti=claims.jti,
+        new_jti=tokens.new_id(),
+        now_ms=int(moment * 1000),
+        refresh_exp=now + cfg.refresh_lifetime,
+        access_exp=now + cfg.access_lifetime,
+        reuse_interval_ms=cfg.reuse_interval * 1000,
+        user_agent=throttle.user_agent(request),
+        ip=throttle.client_ip(request),
+    )
+    if rotation.outcome == "reuse":
+        await events.emit(
+            "refresh_reuse_detected", request, user_id=claims.user_id, session_id=claims.sid
+        )
+        await events.emit(
+            "session_revoked",
+            request,
+            user_id=claims.user_id,
+            session_id=claims.sid,
+            reason="reuse",
+        )
+        raise RefreshReuse()
+    if rotation.outcome != "ok" and rotation.outcome != "same":
+        raise TokenInvalid("Token has been revoked")
+    extra = custom_claims(user)
+    common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}
+    access = tokens.encode(tokens.build("access", iat=now, exp=rotation.access_exp, **common))
+    new_refresh = tokens.encode(
+        tokens.build(
+            "refresh", iat=rotation.iat, exp=rotation.refresh_exp, jti=rotation.jti, **common
+        )
+    )
+    await events.emit(
+        "token_refreshed",
+        request,
+        user_id=claims.user_id,
+        session_id=claims.sid,
+        replayed=rotation.outcome == "same" or None,
+    )
+    return _pair(access, new_refresh, rotation.access_exp, rotation.refresh_exp, now)
+
+
+async def logout(request: HttpRequest, token: str, access: tokens.Claims | None) -> None:
+    """Revoke the refresh token's session, and the access token when one came along."""
+    claims = tokens.decode(token, "refresh")
+    if access is not None and access.sid != claims.sid:
+        await store.revoke_access(access.user_id, access.sid, access.jti)
+    if not await store.revoke_session(claims.user_id, claims.sid):
+        raise TokenInvalid("Token has been revoked")
+    await events.emit(
+        "session_revoked", request, user_id=claims.user_id, session_id=claims.sid, reason="logout"
+    )
+
+
+async def verify(token: str) -> None:
+    """Raise TokenInvalid unless ``token`` (access or refresh) is valid and not revoked."""
+    claims = tokens.decode(token, ("access", "refresh"))
+    if claims.token_type == "access":
+        alive = await store.access_allowed(claims.user_id, claims.sid, claims.jti)
+    else:
+        alive = await store.refresh_is_current(claims.user_id, claims.sid, claims.jti)
+    if not alive:
+        raise TokenInvalid("Token has been revoked")
+
+
+async def revoke_one(
+    request: HttpRequest | None, user_id: int | str, sid: str, reason: str
+) -> None:
+    """End one session of ``user_id``; NotFound when it is not theirs or not alive."""
+    if not await store.revoke_session(user_id, sid):
+        raise NotFound("No such session.")
+    await events.emit("session_revoked", request, user_id=user_id, session_id=sid, reason=reason)
+
+
+async def revoke_all(request: HttpRequest | None, user_id: int | str, reason: str) -> int:
+    """End every session of ``user_id``, access tokens included."""
+    count = await store.revoke_user(user_id)
+    await events.emit(
+        "user_sessions_revoked", request, user_id=user_id, reason=reason, sessions=count
+    )
+    return count

@@ -1,0 +1,60 @@
+"""Account changes end sessions by themselves: a new password hash, ``is_active=False``
+or a deleted user revokes every session and access token of that user.
+
+Caught on the model's save and delete, so it covers ``set_password()`` + ``save()``, the
+admin, ``changepassword`` and any code that saves a new hash. ``QuerySet.update()`` sends
+no signals; refresh re-checks that the user exists and is active all the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_delete, post_save, pre_save
+
+from authapi import events, store
+
+_WATCHED = {"password", "is_active"}
+
+
+def _before_save(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    instance._authapi_revoke = False
+    if instance.pk is None or getattr(instance, "_authapi_rehash", False):
+        return
+    if update_fields is not None and not (_WATCHED & set(update_fields)):
+        return
+    old = (
+        sender._default_manager.filter(pk=instance.pk).values_list("password", "is_active").first()
+    )
+    if old is None:
+        return
+    password, active = old
+    instance._authapi_revoke = password != instance.password or (
+        active and not getattr(instance, "is_active", True)
+    )
+
+
+def _after_save(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    if getattr(instance, "_authapi_revoke", False):
+        instance._authapi_revoke = False
+        revoke_user_sync(instance.pk, "account_changed")
+
+
+def _after_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
+    revoke_user_sync(instance.pk, "user_deleted")
+
+
+def revoke_user_sync(pk: Any, reason: str) -> int:
+    """End all sessions of the user with primary key ``pk`` from synchronous code."""
+    user_id = pk if isinstance(pk, int) else str(pk)
+    count = store.run_sync(lambda: store.revoke_user(user_id))
+    events.emit_sync("user_sessions_revoked", user_id=user_id, reason=reason, sessions=count)
+    return count
+
+
+def connect() -> None:
+    model = get_user_model()
+    pre_save.connect(_before_save, sender=model, dispatch_uid="authapi.before_save")
+    post_save.connect(_after_save, sender=model, dispatch_uid="authapi.after_save")
+    post_delete.connect(_after_delete, sender=model, dispatch_uid="authapi.after_delete")

@@ -1,0 +1,147 @@
+"""Encode and decode our JWTs with PyJWT: pinned algorithm, required claims, one type each.
+
+``jwt.InvalidTokenError`` stops here: anything wrong with a presented token becomes
+``TokenInvalid``. Time comes from :func:`now`, the seam tests move.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+
+from authapi import conf, keys
+from authapi.errors import TokenInvalid
+
+TokenType = Literal["access", "refresh"]
+REQUIRED = ("token_type", "exp", "iat", "jti", "user_id", "sid")
+RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub"})
+MAX_TOKEN_LENGTH = 8192
+_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def now() -> float:
+    """Seconds since the epoch; tests replace ``tokens.clock`` to move time."""
+    return clock()
+
+
+clock = time.time
+
+
+def new_id() -> str:
+    """A fresh unguessable identifier for a jti or a session id."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class Claims:
+    token_type: TokenType
+    jti: str
+    sid: str
+    user_id: int | str
+    iat: int
+    exp: int
+    payload: dict[str, Any]
+
+
+def encode(payload: dict[str, Any]) -> str:
+    """Sign a payload with the current key; the header names the key by ``kid``."""
+    key = keys.get().current
+    return jwt.encode(payload, key.signing, algorithm=key.algorithm, headers={"kid": key.kid})
+
+
+def build(
+    token_type: TokenType,
+    *,
+    user_id: int | str,
+    sid: str,
+    iat: int,
+    exp: int,
+    jti: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The payload of a new token; ``extra`` (custom claims) never overrides ours."""
+    cfg = conf.get()
+    payload: dict[str, Any] = dict(extra or {})
+    payload.update(
+        token_type=token_type,
+        exp=exp,
+        iat=iat,
+        jti=jti or new_id(),
+        user_id=user_id,
+        sid=sid,
+    )
+    if cfg.issuer:
+        payload["iss"] = cfg.issuer
+    if cfg.audience:
+        payload["aud"] = cfg.audience[0] if len(cfg.audience) == 1 else list(cfg.audience)
+    return payload
+
+
+def _int_claim(payload: dict[str, Any], name: str) -> int:
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenInvalid(f"Token claim '{name}' must be a number")
+    return int(value)
+
+
+def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
+    """Verify signature and claims; refuse any token not of an ``expected`` type."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenInvalid("Token is malformed")
+    cfg = conf.get()
+    keyset = keys.get()
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise TokenInvalid("Token is malformed") from None
+    kid = header.get("kid")
+    key = keyset.by_kid.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise TokenInvalid("Token is signed by an unknown key")
+    require = [*REQUIRED, *(["iss"] if cfg.issuer else []), *(["aud"] if cfg.audience else [])]
+    try:
+        payload = jwt.decode(
+            token,
+            key.verifying,
+            algorithms=[key.algorithm],
+            audience=list(cfg.audience) or None,
+            issuer=cfg.issuer,
+            options={"require": require, "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise TokenInvalid(_reason(exc)) from None
+    token_type = payload["token_type"]
+    kinds = (expected,) if isinstance(expected, str) else expected
+    if token_type not in kinds:
+        raise TokenInvalid("Token has wrong type")
+    exp, iat = _int_claim(payload, "exp"), _int_claim(payload, "iat")
+    moment = now()
+    if exp <= moment - cfg.leeway:
+        raise TokenInvalid("Token is expired")
+    if iat > moment + cfg.leeway:
+        raise TokenInvalid("Token is not yet valid (iat)")
+    jti, sid, user_id = payload["jti"], payload["sid"], payload["user_id"]
+    if not (isinstance(jti, str) and _ID.match(jti) and isinstance(sid, str) and _ID.match(sid)):
+        raise TokenInvalid("Token has a malformed jti or sid")
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str) or user_id == "":
+        raise TokenInvalid("Token has a malformed user_id")
+    return Claims(token_type, jti, sid, user_id, iat, exp, payload)
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"Token lacks the '{exc.claim}' claim"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "Token signature is invalid"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "Token audience is not accepted"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "Token issuer is not accepted"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "Token algorithm is not accepted"
+    return "Token is malformed"

@@ -1,0 +1,53 @@
+"""Plain async Django views outside /api: the JWKS document and the health check."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from authapi import conf, keys, store
+from authapi.errors import NotFound
+
+
+@require_GET
+async def jwks(request: HttpRequest) -> JsonResponse:
+    """``/.well-known/jwks.json``: the current and every still-accepted public key."""
+    cfg = conf.get()
+    if cfg.is_hmac:
+        response = NotFound("No public keys: tokens are signed with a shared secret (HMAC).")
+        return response.response()
+    result = JsonResponse(keys.get().jwks())
+    result["Cache-Control"] = f"public, max-age={cfg.jwks_max_age}"
+    return result
+
+
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
+    finally:
+        connection.close()
+
+
+@require_GET
+async def health(request: HttpRequest) -> JsonResponse:
+    """200 when the database and Redis answer, 503 (with Retry-After) otherwise."""
+    database = await sync_to_async(_database_answers)()
+    redis = await store.ping()
+    ok = database and redis
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "database": "ok" if database else "unavailable",
+        "redis": "ok" if redis else "unavailable",
+    }
+    if not ok:
+        body.update(detail="A backing service does not answer.", code="service_unavailable")
+    response = JsonResponse(body, status=200 if ok else 503)
+    if not ok:
+        response["Retry-After"] = "5"
+    return response

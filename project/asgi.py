@@ -1,0 +1,15 @@
+"""ASGI entry point: ``uvicorn project.asgi:application``."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+application = get_asgi_application()
+
+from authapi import startup  # noqa: E402  (needs the app registry)
+
+startup.validate()

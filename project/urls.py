@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from authapi import views
+from authapi.api import api
+
+urlpatterns = [
+    path("api/", api.urls),
+    path(".well-known/jwks.json", views.jwks, name="jwks"),
+    path("health", views.health, name="health"),
+    path("admin/", admin.site.urls),
+]
+
+
+def _error(status: int, detail: str, code: str) -> JsonResponse:
+    return JsonResponse({"detail": detail, "code": code}, status=status)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _error(400, "Bad request.", "bad_request")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _error(403, "Permission denied.", "permission_denied")
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _error(404, "Not found.", "not_found")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return _error(500, "Internal server error.", "server_error")

@@ -1,0 +1,140 @@
+"""Test session: a real valkey-server (or REDIS_URL), a fresh SQLite database, httpx clients.
+
+Everything that Django reads at start-up is set here, before Django loads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+for _name in [n for n in os.environ if n.startswith("AUTHAPI_")]:
+    del os.environ[_name]
+_tmp = Path(tempfile.mkdtemp(prefix="authapi-tests-"))
+os.environ["AUTHAPI_DATA_DIR"] = str(_tmp)
+os.environ["DATABASE_URL"] = f"sqlite:///{_tmp / 'test.sqlite3'}"
+os.environ["DJANGO_SECRET_KEY"] = "tests-only-secret-key-" + "x" * 40
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ.pop("DJANGO_DEBUG", None)
+
+from tests.redis_server import RedisServer  # noqa: E402
+
+EXTERNAL_REDIS = os.environ.get("REDIS_URL")
+redis_server: RedisServer | None = None
+if not EXTERNAL_REDIS:
+    redis_server = RedisServer()
+    redis_server.start()
+    os.environ["REDIS_URL"] = redis_server.url
+
+import django  # noqa: E402
+
+django.setup()
+
+from asgiref.sync import sync_to_async  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+call_command("migrate", verbosity=0)
+
+from project.asgi import application  # noqa: E402
+
+PASSWORD = "correct horse battery"
+_counter = itertools.count()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if redis_server is not None:
+        redis_server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis():
+    """The test session's own server: fault tests stop and restart it."""
+    if redis_server is None:
+        pytest.skip("REDIS_URL points at an external server that tests must not stop")
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def _create_user(**fields):
+    password = fields.pop("password", PASSWORD)
+    username = fields.pop("username", None) or f"user{next(_counter)}-{time.time_ns()}"
+    return get_user_model().objects.create_user(username=username, password=password, **fields)
+
+
+@pytest.fixture
+def make_user():
+    """``await make_user(**fields)``: a new user with a unique name and password PASSWORD."""
+
+    async def make(**fields):
+        return await sync_to_async(_create_user)(**fields)
+
+    return make
+
+
+@pytest.fixture
+async def user(make_user):
+    return await make_user()
+
+
+async def login(client: httpx.AsyncClient, user, password: str = PASSWORD, **kw) -> dict:
+    response = await client.post(
+        "/api/auth/login", json={"username": user.username, "password": password}, **kw
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class LiveServer:
+    """uvicorn serving the project on a free loopback port, in a thread."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from tests.redis_server import free_port
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[LiveServer]:
+    with LiveServer() as server:
+        yield server
