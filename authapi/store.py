@@ -320,8 +320,8 @@ async def rotate(
 ) -> Rotation:
     """Spend refresh token ``jti`` of session ``sid`` atomically."""
     keys = [session_key(user_id, sid), index_key(user_id)]
-    args: list[Any] = [jti, now_ms, new_jti, now_ms // 1000, refresh_exp, access_exp, reuse_interval_ms,
-            user_agent, ip, str(user_id), sid]  # fmt: skip
+    args: list[Any] = [jti, now_ms, new_jti, now_ms // 1000, refresh_exp, access_exp,
+                       reuse_interval_ms, user_agent, ip, str(user_id), sid]  # fmt: skip
     reply: list[str] = await _run(lambda s: s.rotate(keys=keys, args=args))
     if reply[0] in {"ok", "same"}:
         return Rotation(reply[0], reply[1], int(reply[2]), int(reply[3]), int(reply[4]))
