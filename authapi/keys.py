@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -76,7 +77,8 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
 
 
 def _hmac_key(algorithm: str, secret: bytes) -> Key:
-    kid = "hs-" + _b64(hmac.new(secret, b"authapi key id", hashlib.sha256).digest()[:12])
+    label = b"authapi key id " + algorithm.encode()
+    kid = "hs-" + _b64(hmac.new(secret, label, hashlib.sha256).digest()[:12])
     return Key(kid=kid, algorithm=algorithm, verifying=secret, signing=secret)
 
 
@@ -152,6 +154,17 @@ def _hmac_secret(algorithm: str, value: str, name: str) -> Key:
     return _hmac_key(algorithm, secret)
 
 
+def _previous_key(algorithm: str, value: str, name: str) -> Key:
+    """An earlier key: of the current algorithm, or of the one an ``ALG:`` prefix names
+    (``HS256:<secret>``, ``RS256:/path/old.pem``) when the algorithm itself changed."""
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix in conf.ALGORITHMS:
+        algorithm, value = prefix, rest
+    if algorithm in conf.HMAC_ALGORITHMS:
+        return _hmac_secret(algorithm, value, name)
+    return _pem_key(algorithm, value, name, private=False)
+
+
 def derived_secret(algorithm: str, secret_key: str) -> bytes:
     """The HMAC key used when AUTHAPI_SIGNING_KEY is unset: derived from SECRET_KEY."""
     digest = _HMAC_DIGESTS[algorithm]
@@ -168,10 +181,6 @@ def build(cfg: conf.AuthSettings, secret_key: str) -> KeySet:
             current = _hmac_key(algorithm, derived_secret(algorithm, secret_key))
         else:
             current = _hmac_secret(algorithm, cfg.signing_key, "AUTHAPI_SIGNING_KEY")
-        previous = [
-            _hmac_secret(algorithm, value, f"AUTHAPI_PREVIOUS_KEYS[{i}]")
-            for i, value in enumerate(cfg.previous_keys)
-        ]
     else:
         if cfg.signing_key is None:
             raise KeyConfigError(
@@ -179,10 +188,10 @@ def build(cfg: conf.AuthSettings, secret_key: str) -> KeySet:
                 f"Create one with: python manage.py authapi genkey --algorithm {algorithm}"
             )
         current = _pem_key(algorithm, cfg.signing_key, "AUTHAPI_SIGNING_KEY", private=True)
-        previous = [
-            _pem_key(algorithm, value, f"AUTHAPI_PREVIOUS_KEYS[{i}]", private=False)
-            for i, value in enumerate(cfg.previous_keys)
-        ]
+    previous = [
+        _previous_key(algorithm, value, f"AUTHAPI_PREVIOUS_KEYS[{i}]")
+        for i, value in enumerate(cfg.previous_keys)
+    ]
     by_kid = {k.kid: k for k in previous}
     by_kid[current.kid] = current
     return KeySet(current=current, by_kid=by_kid)
@@ -195,6 +204,11 @@ def get() -> KeySet:
 
 
 conf.on_reset(get.cache_clear)
+
+
+def generate_secret(algorithm: str) -> str:
+    """A new random HMAC secret, twice as long as the algorithm's hash output."""
+    return secrets.token_urlsafe(2 * _HMAC_DIGESTS[algorithm]().digest_size)
 
 
 def generate_private_pem(algorithm: str) -> bytes:

@@ -65,7 +65,7 @@ def redis():
 
 @pytest.fixture(scope="session")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50000))
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50000))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         yield c
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from authapi import conf, keys, store
+from authapi import conf, events, keys, store
 from authapi.signals import revoke_user_sync
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         gen = sub.add_parser("genkey", help="Write a new PEM private key (mode 0600).")
-        gen.add_argument("--algorithm", default="EdDSA", choices=conf.ASYMMETRIC_ALGORITHMS)
+        gen.add_argument("--algorithm", default="EdDSA", choices=conf.ALGORITHMS)
         gen.add_argument("--out", help="File to write; default var/keys/<alg>-<date>.pem")
         gen.add_argument("--force", action="store_true", help="Overwrite an existing file.")
         lst = sub.add_parser("sessions", help="List a user's live sessions.")
@@ -38,6 +38,15 @@ class Command(BaseCommand):
     def _genkey(self, algorithm: str, out: str | None, force: bool, **_: Any) -> None:
         from django.conf import settings
 
+        if algorithm in conf.HMAC_ALGORITHMS:
+            secret = keys.generate_secret(algorithm)
+            self.stdout.write(
+                f"A new {algorithm} secret. Set it in the environment (it is not saved):\n"
+                f"  AUTHAPI_ALGORITHM={algorithm}\n  AUTHAPI_SIGNING_KEY={secret}\n"
+                "and put the secret it replaces in AUTHAPI_PREVIOUS_KEYS until its tokens expire.\n"
+            )
+            return
+
         stamp = datetime.now(tz=UTC).strftime("%Y%m%d-%H%M%S")
         path = Path(out) if out else Path(settings.DATA_DIR) / "keys" / f"{algorithm}-{stamp}.pem"
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -49,14 +58,17 @@ class Command(BaseCommand):
         with os.fdopen(fd, "wb") as fh:
             fh.write(keys.generate_private_pem(algorithm))
         os.chmod(path, 0o600)
-        current = conf.get().signing_key
         self.stdout.write(f"Wrote {algorithm} private key to {path} (mode 0600).\n")
         self.stdout.write("To roll it in without logging anybody out:\n")
         self.stdout.write(f"  AUTHAPI_ALGORITHM={algorithm}\n  AUTHAPI_SIGNING_KEY={path}\n")
-        if current and not conf.get().is_hmac:
-            self.stdout.write(f"  AUTHAPI_PREVIOUS_KEYS={current}\n")
+        old = conf.get()
+        if old.signing_key and old.algorithm == algorithm:
+            self.stdout.write(f"  AUTHAPI_PREVIOUS_KEYS={old.signing_key}\n")
         else:
-            self.stdout.write("  AUTHAPI_PREVIOUS_KEYS=<the key it replaces>\n")
+            self.stdout.write(
+                f"  AUTHAPI_PREVIOUS_KEYS={old.algorithm}:<the key it replaces>\n"
+                "  (an ALG: prefix keeps an earlier key of another algorithm accepted)\n"
+            )
         self.stdout.write(
             "Restart the workers. Drop the old key from AUTHAPI_PREVIOUS_KEYS once its tokens\n"
             "have expired (AUTHAPI_REFRESH_TOKEN_LIFETIME after the switch).\n"
@@ -94,4 +106,5 @@ class Command(BaseCommand):
         assert session is not None
         if not store.run_sync(lambda: store.revoke_session(uid, session)):
             raise CommandError(f"{username} has no live session {session!r}.")
+        events.emit_sync("session_revoked", user_id=uid, session_id=session, reason="operator")
         self.stdout.write(f"Revoked session {session} of {username}.\n")
