@@ -4,4 +4,5 @@ COPY pyproject.toml README.md manage.py ./
 COPY authapi ./authapi
 COPY project ./project
 RUN pip install --no-cache-dir .
-USER nobody
+RUN useradd --system app && mkdir -p /data && chown app /data
+USER app
