@@ -107,7 +107,7 @@ async def main() -> None:
         await store.revoke_user(user.pk)
     base = rows[0]
     print(
-        f"\n{SEQUENTIAL} sequential + {SEQUENTIAL} at concurrency {CONCURRENT}, in-process ASGI\n"
+        f"\n{SEQUENTIAL} sequential + {SEQUENTIAL} at concurrency {CONCURRENT}, ASGI\n"
     )
     print(f"| {'library':40} | p50 µs | p99 µs | req/s "
           "| p50 vs ours | req/s vs ours | store cmds/req |")  # fmt: skip
