@@ -14,7 +14,12 @@ from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import check_password, identify_hasher, make_password
+from django.contrib.auth.hashers import (
+    check_password,
+    get_hasher,
+    identify_hasher,
+    make_password,
+)
 from django.views.decorators.debug import sensitive_variables
 
 
@@ -34,10 +39,16 @@ def _verify(password: str, encoded: str | None) -> tuple[bool, bool]:
         check_password(password, _dummy_hash())
         return False, False
     ok = check_password(password, encoded)
+    if not ok:
+        return False, False
+    # As Django's own check_password(setter=...): upgrade when the preferred hasher differs
+    # or wants more work.
+    preferred = get_hasher("default")
     try:
-        upgrade = ok and identify_hasher(encoded).must_update(encoded)
+        upgrade = identify_hasher(encoded).algorithm != preferred.algorithm
     except ValueError:
         upgrade = False
+    upgrade = upgrade or preferred.must_update(encoded)
     return ok, upgrade
 
 
