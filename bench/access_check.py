@@ -106,9 +106,7 @@ async def main() -> None:
         rows = [await _row(client, *case) for case in cases]
         await store.revoke_user(user.pk)
     base = rows[0]
-    print(
-        f"\n{SEQUENTIAL} sequential + {SEQUENTIAL} at concurrency {CONCURRENT}, ASGI\n"
-    )
+    print(f"\n{SEQUENTIAL} sequential + {SEQUENTIAL} at concurrency {CONCURRENT}, ASGI\n")
     print(f"| {'library':40} | p50 µs | p99 µs | req/s "
           "| p50 vs ours | req/s vs ours | store cmds/req |")  # fmt: skip
     print(f"|{'-' * 42}|-------:|-------:|------:|------------:|--------------:|---------------:|")
