@@ -46,17 +46,14 @@ def _no_content() -> HttpResponse:
 # --- error handlers: every error is {"detail", "code"} -------------------------------
 
 
-@api.exception_handler(AuthApiError)
 def _our_error(request: HttpRequest, exc: AuthApiError) -> HttpResponse:
     return exc.response()
 
 
-@api.exception_handler(AuthenticationError)
 def _not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return NotAuthenticated().response()
 
 
-@api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     errors = [
         {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
@@ -65,28 +62,43 @@ def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return InvalidBody(extra={"errors": errors}).response()
 
 
-@api.exception_handler(Http404)
 def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return NotFound().response()
 
 
-@api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     code = {405: MethodNotAllowed.code, 404: NotFound.code}.get(exc.status_code, "error")
     return JsonResponse({"detail": str(exc), "code": code}, status=exc.status_code)
 
 
-@api.exception_handler(DatabaseError)
 def _database(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
     logger.error("database error: %s", type(exc).__name__)
     return DatabaseUnavailable().response()
 
 
-@api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("unhandled error in %s %s", request.method, request.path)
     return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
 
+
+def install_error_handlers(target: NinjaAPI) -> NinjaAPI:
+    """Render every error of ``target`` as ``{"detail", "code"}``: call it on your own
+    ``NinjaAPI`` that uses ``jwt_bearer`` so a bad token is a 401, a Redis outage a 503."""
+    handlers: list[tuple[type[Exception], Any]] = [
+        (AuthApiError, _our_error),
+        (AuthenticationError, _not_authenticated),
+        (ValidationError, _invalid),
+        (Http404, _not_found),
+        (HttpError, _http_error),
+        (DatabaseError, _database),
+        (Exception, _unexpected),
+    ]
+    for exc_class, handler in handlers:
+        target.add_exception_handler(exc_class, handler)
+    return target
+
+
+install_error_handlers(api)
 
 # --- /api/auth/ -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.decorators import sync_and_async_middleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from authapi.errors import PayloadTooLarge
+from authapi.errors import AuthApiError, PayloadTooLarge
 from authapi.schemas import MAX_BODY
 
 logger = logging.getLogger("authapi")
@@ -56,6 +56,11 @@ def _as_json(response: HttpResponseBase) -> HttpResponseBase:
 Handler = Callable[[HttpRequest], Any]
 
 
+def _process_exception(request: HttpRequest, exc: Exception) -> HttpResponseBase | None:
+    """Our errors raised from any view (not only Ninja's) still answer as themselves."""
+    return exc.response() if isinstance(exc, AuthApiError) else None
+
+
 @sync_and_async_middleware
 def json_errors(get_response: Handler) -> Handler:
     """413 for declared bodies over 16 KiB; any non-JSON 4xx/5xx becomes {"detail","code"}."""
@@ -66,6 +71,7 @@ def json_errors(get_response: Handler) -> Handler:
                 return PayloadTooLarge().response()
             return _as_json(await get_response(request))
 
+        middleware.process_exception = _process_exception  # type: ignore[attr-defined]
         return middleware
 
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
@@ -73,6 +79,7 @@ def json_errors(get_response: Handler) -> Handler:
             return PayloadTooLarge().response()
         return _as_json(get_response(request))
 
+    sync_middleware.process_exception = _process_exception  # type: ignore[attr-defined]
     return sync_middleware
 
 

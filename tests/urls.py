@@ -1,14 +1,20 @@
-"""The project's URLs plus a small API guarded by JWTBearer on sync and async views."""
+"""The project's URLs plus small APIs guarded by JWTBearer on sync and async views.
+
+``demo`` installs our error handlers as the README tells users to; ``bare`` does not, and
+relies on the middleware to still answer our errors as JSON.
+"""
 
 from __future__ import annotations
 
 from django.urls import path
 from ninja import NinjaAPI
 
+from authapi.api import install_error_handlers
 from authapi.auth import jwt_bearer
 from project.urls import handler400, handler403, handler404, handler500, urlpatterns
 
-demo = NinjaAPI(urls_namespace="demo", docs_url=None, auth=jwt_bearer)
+demo = install_error_handlers(NinjaAPI(urls_namespace="demo", docs_url=None, auth=jwt_bearer))
+bare = NinjaAPI(urls_namespace="bare", docs_url=None, openapi_url=None, auth=jwt_bearer)
 
 
 @demo.get("/async")
@@ -21,5 +27,16 @@ def sync_view(request):
     return {"user_id": request.auth.user_id, "sid": request.auth.sid}
 
 
-urlpatterns = [*urlpatterns, path("demo/", demo.urls)]
+@demo.get("/user")
+async def user_view(request):
+    user = await request.auth.auser()
+    return {"username": user.get_username()}
+
+
+@bare.get("/async")
+async def bare_view(request):
+    return {"user_id": request.auth.user_id}
+
+
+urlpatterns = [*urlpatterns, path("demo/", demo.urls), path("bare/", bare.urls)]
 __all__ = ["urlpatterns", "handler400", "handler403", "handler404", "handler500"]
