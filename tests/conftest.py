@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 
 for _name in [n for n in os.environ if n.startswith("AUTHAPI_")]:
     del os.environ[_name]
+ROOT = Path(__file__).resolve().parent.parent
 _tmp = Path(tempfile.mkdtemp(prefix="authapi-tests-"))
 os.environ["AUTHAPI_DATA_DIR"] = str(_tmp)
 os.environ["DATABASE_URL"] = f"sqlite:///{_tmp / 'test.sqlite3'}"
@@ -104,34 +108,48 @@ def bearer(token: str) -> dict[str, str]:
 
 
 class LiveServer:
-    """uvicorn serving the project on a free loopback port, in a thread."""
+    """uvicorn serving the project on a free loopback port, in its own process.
 
-    def __init__(self) -> None:
-        import uvicorn
+    It shares the test session's environment: the same database file and Redis.
+    """
 
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         from tests.redis_server import free_port
 
         self.port = free_port()
-        config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
+        command = [sys.executable, "-m", "uvicorn", "project.asgi:application",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+                   *self.args]  # fmt: skip
+        self.process = subprocess.Popen(command, env=self.env, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("uvicorn did not start in 30 s")
 
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @pytest.fixture
