@@ -29,7 +29,10 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from authapi import embedded
@@ -73,6 +76,10 @@ local f = redis.call('HMGET', s, 'cur', 'prev', 'prev_at', 'cur_iat', 'cur_exp',
   'acc_exp', 'uid')
 if not f[1] or f[8] ~= ARGV[10] then return {'gone'} end
 local now, jti = tonumber(ARGV[2]), ARGV[1]
+if f[1] == ARGV[3] then
+  -- this very call already ran (a client retry after a lost reply): answer it again
+  return {'ok', ARGV[3], f[4], f[5], f[7]}
+end
 local max_exp, acc_old = tonumber(f[6]), tonumber(f[7])
 local aexp = math.min(tonumber(ARGV[6]), max_exp)
 local function keep_alive(until_s)
@@ -163,6 +170,9 @@ def throttle_key(ip: str, username: str) -> str:
     return f"authapi:throttle:{digest}"
 
 
+_RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2, (RedisConnectionError,))
+
+
 @dataclass
 class Store:
     """A client bound to one event loop, with the scripts registered on it."""
@@ -184,6 +194,10 @@ class Store:
             socket_connect_timeout=2,
             socket_timeout=2,
             health_check_interval=30,
+            # A pooled connection that died with a restarted server is retried on a fresh
+            # one instead of failing one request per stale connection. Timeouts are not
+            # retried: the request would only wait longer before its 503.
+            retry=_RETRY,
         )
         return cls(
             redis=redis,

@@ -18,7 +18,7 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """Start, stop and restart one server process; the port stays the same."""
+    """Start, stop and restart one server process; the port and the data (AOF) stay."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -32,7 +32,8 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+             "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

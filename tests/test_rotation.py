@@ -224,3 +224,24 @@ async def test_simplejwt_aliases_follow_the_same_rules(client, user):
     dead = await client.post("/api/token/verify/", json={"token": nxt.json()["access"]})
     assert dead.status_code == 401
     assert (await client.post("/api/token/refresh/", json={})).status_code == 422
+
+
+async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, user):
+    """redis-py retries a script whose reply was lost; the same call must not kill the family."""
+    from authapi import store, tokens
+
+    pair = await login(client, user)
+    claims = _claims(pair["refresh"])
+    now = int(tokens.now())
+    call = {
+        "user_id": claims["user_id"], "sid": claims["sid"], "jti": claims["jti"],
+        "new_jti": tokens.new_id(), "now_ms": now * 1000, "refresh_exp": now + 600,
+        "access_exp": now + 60, "reuse_interval_ms": 0, "user_agent": "t", "ip": "127.0.0.1",
+    }  # fmt: skip
+    first = await store.rotate(**call)
+    again = await store.rotate(**call)
+    assert first.outcome == again.outcome == "ok"
+    assert first.jti == again.jti == call["new_jti"]
+    assert await _alive(client, pair["access"])
+    other = await store.rotate(**{**call, "new_jti": tokens.new_id()})
+    assert other.outcome == "reuse"
