@@ -107,7 +107,14 @@ async def _buffered(response: HttpResponseBase) -> HttpResponseBase:
     """WhiteNoise streams files with a sync iterator; hand ASGI the bytes instead."""
     if not response.streaming:
         return response
-    content = await sync_to_async(b"".join, thread_sensitive=False)(response)
+
+    def read() -> bytes:
+        try:
+            return b"".join(response)
+        finally:
+            response.close()
+
+    content = await sync_to_async(read, thread_sensitive=False)()
     plain = HttpResponse(content, status=response.status_code)
     for name, value in response.items():
         plain[name] = value

@@ -5,12 +5,14 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from authapi import conf, keys, store
 from authapi.errors import NotFound
 
 
+@csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
 @require_GET
 async def jwks(request: HttpRequest) -> JsonResponse:
     """``/.well-known/jwks.json``: the current and every still-accepted public key."""
@@ -34,6 +36,7 @@ def _database_answers() -> bool:
         connection.close()
 
 
+@csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
 @require_GET
 async def health(request: HttpRequest) -> JsonResponse:
     """200 when the database and Redis answer, 503 (with Retry-After) otherwise."""

@@ -1,0 +1,129 @@
+"""The docs UI works offline, the OpenAPI document tells the whole truth, errors stay JSON."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import override_settings
+
+AUTH_PATHS = ["/api/auth/login", "/api/auth/refresh", "/api/auth/logout", "/api/auth/verify"]
+BEARER_PATHS = [
+    ("post", "/api/auth/logout-all"),
+    ("get", "/api/auth/me"),
+    ("get", "/api/auth/sessions"),
+    ("delete", "/api/auth/sessions/{sid}"),
+]
+
+
+async def test_docs_page_loads_only_local_assets(client):
+    response = await client.get("/api/docs")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    for asset in assets:
+        assert asset.startswith("/static/"), f"{asset} is not served by us"
+        fetched = await client.get(asset)
+        assert fetched.status_code == 200, asset
+        assert fetched.content, asset
+
+
+async def test_static_files_are_served_with_debug_off(client):
+    from django.conf import settings
+
+    assert settings.DEBUG is False
+    response = await client.get("/static/ninja/swagger-ui-bundle.js")
+    assert response.status_code == 200
+    assert "javascript" in response.headers["Content-Type"]
+
+
+async def test_missing_static_file_is_json_404(client):
+    response = await client.get("/static/ninja/nope.js")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.fixture
+async def spec(client):
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    return document
+
+
+async def test_bearer_scheme_is_declared(spec):
+    schemes = spec["components"]["securitySchemes"]
+    bearer = [s for s in schemes.values() if s.get("scheme") == "bearer"]
+    assert bearer and bearer[0]["type"] == "http"
+    for method, path in BEARER_PATHS:
+        operation = spec["paths"][path][method]
+        assert operation["security"], path
+        assert {"401", "503"} <= set(operation["responses"]), path
+
+
+@pytest.mark.parametrize("path", AUTH_PATHS)
+async def test_bodies_document_both_content_types(spec, path):
+    content = spec["paths"][path]["post"]["requestBody"]["content"]
+    assert {"application/json", "application/x-www-form-urlencoded"} <= set(content)
+
+
+@pytest.mark.parametrize("path", AUTH_PATHS)
+async def test_error_responses_are_documented(spec, path):
+    responses = spec["paths"][path]["post"]["responses"]
+    assert {"400", "401", "413", "422", "503"} <= set(responses)
+    error = responses["401"]["content"]["application/json"]["schema"]
+    name = error["$ref"].rsplit("/", 1)[-1]
+    assert {"detail", "code"} <= set(spec["components"]["schemas"][name]["properties"])
+
+
+async def test_login_documents_throttling(spec):
+    assert "429" in spec["paths"]["/api/auth/login"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("path", ["/api/token/", "/api/token/refresh/", "/api/token/verify/"])
+async def test_simplejwt_aliases_are_documented(spec, path):
+    assert "post" in spec["paths"][path]
+
+
+async def test_every_operation_has_a_summary_and_unique_id(spec):
+    ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    for item in spec["paths"].values():
+        for operation in item.values():
+            assert operation.get("summary")
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/nowhere", 404),
+        ("get", "/api/nowhere", 404),
+        ("get", "/api/auth/login", 405),
+        ("put", "/api/auth/refresh", 405),
+        ("post", "/health", 405),
+        ("get", "/api/auth/sessions/../../etc/passwd", 404),
+    ],
+)
+async def test_errors_are_json_never_html(client, debug, method, path, status):
+    with override_settings(DEBUG=debug):
+        response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert set(response.json()) >= {"detail", "code"}
+    assert "<html" not in response.text.lower()
+
+
+async def test_disallowed_host_is_json_400(client):
+    response = await client.get("/health", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["code"] == "bad_request"
+
+
+async def test_health(client):
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
