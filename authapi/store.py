@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from authapi import embedded
 from authapi.errors import StoreUnavailable
 
 T = TypeVar("T")
+logger = logging.getLogger("authapi")
 
 # Prune the user's index of expired sessions, evict the oldest past the cap, add this one.
 START = """
@@ -249,8 +251,21 @@ async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
     store = await _get()
     try:
         return await operation(store)
+    except RedisConnectionError as exc:
+        await _revive_embedded()
+        raise StoreUnavailable() from exc
     except (RedisError, OSError) as exc:
         raise StoreUnavailable() from exc
+
+
+async def _revive_embedded() -> None:
+    """The embedded server died (killed, OOM): start it again so the next request works."""
+    if getattr(settings, "REDIS_URL", None):
+        return  # an operator's server: not ours to start
+    try:
+        await asyncio.to_thread(embedded.ensure, settings.DATA_DIR)
+    except Exception:
+        logger.exception("could not restart the embedded valkey-server")
 
 
 def run_sync(operation: Callable[[], Awaitable[T]]) -> T:

@@ -8,8 +8,10 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
 from authapi import startup  # noqa: E402  (needs the app registry)
+from authapi.lifespan import with_lifespan  # noqa: E402
 
 startup.validate()
+application = with_lifespan(django_application)

@@ -64,7 +64,7 @@ async def test_forwarded_for_is_ignored_from_untrusted_peer(client, user):
 
 
 async def test_forwarded_for_names_the_client_behind_a_trusted_proxy(user):
-    transport = httpx.ASGITransport(app=application, client=("10.9.9.9", 4000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=application, client=("10.9.9.9", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as proxy:
         with override_settings(AUTHAPI={"TRUSTED_PROXIES": "10.9.9.0/24"}):
             for _ in range(5):

@@ -1,0 +1,56 @@
+"""ASGI lifespan around Django's handler: the embedded store starts with the worker and is
+released when the worker stops.
+
+uvicorn re-raises SIGTERM after a graceful shutdown, so a worker dies by the signal and
+``atexit`` never runs there; lifespan ``shutdown`` is the one hook that does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.conf import settings
+
+from authapi import embedded
+
+logger = logging.getLogger("authapi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _embedded() -> bool:
+    return not getattr(settings, "REDIS_URL", None)
+
+
+def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
+    """Wrap ``app`` (Django's ASGI handler) so it answers the lifespan protocol."""
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if _embedded():
+                        await asyncio.to_thread(embedded.ensure, settings.DATA_DIR)
+                except Exception as exc:
+                    logger.exception("the embedded valkey-server did not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if _embedded():
+                    await asyncio.to_thread(embedded.release, settings.DATA_DIR.resolve())
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
