@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
@@ -85,6 +86,11 @@ async def get_user(user_id: int | str) -> Any | None:
         raise DatabaseUnavailable() from exc
 
 
+def password_mark(user: Any) -> str:
+    """A keyed digest of the user's password hash: changes whenever the password does."""
+    return salted_hmac("authapi.password-mark", user.password or "").hexdigest()[:24]
+
+
 def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:
     return {
         "access": access,
@@ -117,6 +123,7 @@ async def start(user: Any, request: HttpRequest) -> dict[str, Any]:
         user_agent=throttle.user_agent(request),
         ip=throttle.client_ip(request),
         max_sessions=cfg.max_sessions,
+        password_mark=password_mark(user),
     )
     for old in evicted:
         await events.emit(
@@ -146,7 +153,9 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
         await events.emit("login_failed", request, user_id=user.pk if user else None)
         raise AuthenticationFailed()
     if upgrade:
+        old_mark = password_mark(user)
         await passwords.rehash(user, password)
+        await store.remark_password(user_id_of(user), old_mark, password_mark(user))
     await throttle.succeeded(key)
     return await start(user, request)
 
@@ -179,7 +188,17 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         reuse_interval_ms=cfg.reuse_interval * 1000,
         user_agent=throttle.user_agent(request),
         ip=throttle.client_ip(request),
+        password_mark=password_mark(user),
     )
+    if rotation.outcome == "stale":
+        await events.emit(
+            "session_revoked",
+            request,
+            user_id=claims.user_id,
+            session_id=claims.sid,
+            reason="password_changed",
+        )
+        raise TokenInvalid("Password changed: log in again")
     if rotation.outcome == "reuse":
         await events.emit(
             "refresh_reuse_detected", request, user_id=claims.user_id, session_id=claims.sid

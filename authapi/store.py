@@ -61,7 +61,7 @@ for i = 1, #live - tonumber(ARGV[12]) + 1 do
 end
 redis.call('HSET', KEYS[1], 'uid', ARGV[4], 'cur', ARGV[5], 'cur_iat', ARGV[6],
   'cur_exp', ARGV[7], 'acc_exp', ARGV[8], 'max_exp', ARGV[9], 'created', now,
-  'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11])
+  'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11], 'pw', ARGV[13])
 local expire_at = math.max(tonumber(ARGV[7]), tonumber(ARGV[8])) * 1000
 redis.call('PEXPIREAT', KEYS[1], expire_at)
 redis.call('ZADD', idx, now, ARGV[3])
@@ -75,8 +75,14 @@ return evicted
 ROTATE = """
 local s, idx = KEYS[1], KEYS[2]
 local f = redis.call('HMGET', s, 'cur', 'prev', 'prev_at', 'cur_iat', 'cur_exp', 'max_exp',
-  'acc_exp', 'uid')
+  'acc_exp', 'uid', 'pw')
 if not f[1] or f[8] ~= ARGV[10] then return {'gone'} end
+if f[9] and f[9] ~= ARGV[12] then
+  -- the password changed behind our back (QuerySet.update, raw SQL): end the session
+  redis.call('DEL', s)
+  redis.call('ZREM', idx, ARGV[11])
+  return {'stale'}
+end
 local now, jti = tonumber(ARGV[2]), ARGV[1]
 if f[1] == ARGV[3] then
   -- this very call already ran (a client retry after a lost reply): answer it again
@@ -134,6 +140,15 @@ end
 return 0
 """
 
+# A hasher upgrade re-hashes the same password: sessions keep living under the new hash.
+REHASH = """
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 's:' .. sid
+  if redis.call('HGET', key, 'pw') == ARGV[2] then redis.call('HSET', key, 'pw', ARGV[3]) end
+end
+return 0
+"""
+
 LIST = """
 local out = {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -186,6 +201,7 @@ class Store:
     revoke_user: AsyncScript
     revoke_access: AsyncScript
     list: AsyncScript
+    rehash: AsyncScript
     fail: AsyncScript
 
     @classmethod
@@ -209,6 +225,7 @@ class Store:
             revoke_user=redis.register_script(REVOKE_USER),
             revoke_access=redis.register_script(REVOKE_ACCESS),
             list=redis.register_script(LIST),
+            rehash=redis.register_script(REHASH),
             fail=redis.register_script(FAIL),
         )
 
@@ -295,7 +312,7 @@ async def closing() -> AsyncIterator[None]:
 
 
 class Rotation(NamedTuple):
-    outcome: str  # "ok" | "same" | "reuse" | "gone"
+    outcome: str  # "ok" | "same" | "reuse" | "gone" | "stale" (password changed)
     jti: str = ""
     iat: int = 0
     refresh_exp: int = 0
@@ -325,11 +342,12 @@ async def start_session(
     user_agent: str,
     ip: str,
     max_sessions: int,
+    password_mark: str,
 ) -> list[str]:
     """Create a session whose current refresh token is ``jti``; return evicted sids."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [user_prefix(user_id), now_ms, sid, str(user_id), jti, iat, refresh_exp,
-            access_exp, max_exp, user_agent, ip, max_sessions]  # fmt: skip
+            access_exp, max_exp, user_agent, ip, max_sessions, password_mark]  # fmt: skip
     evicted: list[str] = await _run(lambda s: s.start(keys=keys, args=args))
     return evicted
 
@@ -346,11 +364,13 @@ async def rotate(
     reuse_interval_ms: int,
     user_agent: str,
     ip: str,
+    password_mark: str,
 ) -> Rotation:
     """Spend refresh token ``jti`` of session ``sid`` atomically."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [jti, now_ms, new_jti, now_ms // 1000, refresh_exp, access_exp,
-                       reuse_interval_ms, user_agent, ip, str(user_id), sid]  # fmt: skip
+                       reuse_interval_ms, user_agent, ip, str(user_id), sid,
+                       password_mark]  # fmt: skip
     reply: list[str] = await _run(lambda s: s.rotate(keys=keys, args=args))
     if reply[0] in {"ok", "same"}:
         return Rotation(reply[0], reply[1], int(reply[2]), int(reply[3]), int(reply[4]))
@@ -387,6 +407,12 @@ async def revoke_user(user_id: int | str) -> int:
     """End every session of a user; return how many there were."""
     keys = [index_key(user_id)]
     return int(await _run(lambda s: s.revoke_user(keys=keys, args=[user_prefix(user_id)])))
+
+
+async def remark_password(user_id: int | str, old: str, new: str) -> None:
+    """Carry the user's sessions over to a re-hash of the same password."""
+    keys = [index_key(user_id)]
+    await _run(lambda s: s.rehash(keys=keys, args=[user_prefix(user_id), old, new]))
 
 
 async def list_sessions(user_id: int | str) -> list[SessionInfo]:

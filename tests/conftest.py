@@ -103,6 +103,40 @@ async def login(client: httpx.AsyncClient, user, password: str = PASSWORD, **kw)
     return response.json()
 
 
+@pytest.fixture
+def clock():
+    """Move the service's clock (token times, session times): ``clock.shift(seconds)``."""
+    from authapi import tokens
+
+    class Clock:
+        offset = 0.0
+
+        def shift(self, seconds: float) -> None:
+            self.offset += seconds
+
+        def __call__(self) -> float:
+            return time.time() + self.offset
+
+    fake = Clock()
+    original, tokens.clock = tokens.clock, fake
+    try:
+        yield fake
+    finally:
+        tokens.clock = original
+
+
+@pytest.fixture
+def authapi_settings():
+    """``with authapi_settings(NAME=value, ...):`` run with those AUTHAPI settings."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    def override(**values):
+        return override_settings(AUTHAPI={**settings.AUTHAPI, **values})
+
+    return override
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -178,27 +178,6 @@ async def test_access_token_is_not_a_refresh_token(client, user):
     assert (await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})).is_success
 
 
-@pytest.fixture
-def clock():
-    """Move the service's clock: ``clock.shift(seconds)``."""
-
-    class Clock:
-        offset = 0.0
-
-        def shift(self, seconds: float) -> None:
-            self.offset += seconds
-
-        def __call__(self) -> float:
-            return time.time() + self.offset
-
-    fake = Clock()
-    original, tokens.clock = tokens.clock, fake
-    try:
-        yield fake
-    finally:
-        tokens.clock = original
-
-
 async def test_access_token_expires_to_the_second(client, user, clock):
     pair = await login(client, user)
     claims = _claims(pair["access"])
