@@ -1,0 +1,179 @@
+"""A changed password, a deactivated or a deleted user ends every session by itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AdminPasswordChangeForm, SetPasswordForm
+from django.contrib.auth.hashers import make_password
+
+from tests.conftest import PASSWORD, ROOT, bearer, login
+
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+async def _alive(client, access: str) -> bool:
+    response = await client.get("/api/auth/me", headers=bearer(access))
+    assert response.status_code in (200, 401), response.text
+    return response.status_code == 200
+
+
+async def _refresh_status(client, refresh: str) -> int:
+    return (await client.post("/api/auth/refresh", json={"refresh": refresh})).status_code
+
+
+async def _assert_all_dead(client, pairs) -> None:
+    for pair in pairs:
+        assert not await _alive(client, pair["access"])
+        assert await _refresh_status(client, pair["refresh"]) == 401
+
+
+def _set_password_and_save(user):
+    user.set_password(NEW_PASSWORD)
+    user.save()
+
+
+def _admin_form(user):
+    form = AdminPasswordChangeForm(user, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert form.is_valid(), form.errors
+    form.save()
+
+
+def _set_password_form(user):
+    form = SetPasswordForm(user, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert form.is_valid(), form.errors
+    form.save()
+
+
+def _save_with_update_fields(user):
+    user.set_password(NEW_PASSWORD)
+    user.save(update_fields=["password"])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_set_password_and_save, _admin_form, _set_password_form, _save_with_update_fields],
+    ids=["set_password-save", "admin-form", "set-password-form", "update_fields"],
+)
+async def test_password_change_ends_every_session(client, user, make_user, change):
+    bystander = await make_user()
+    theirs = await login(client, bystander)
+    pairs = [await login(client, user) for _ in range(3)]
+    await sync_to_async(change)(user)
+    await _assert_all_dead(client, pairs)
+    assert await _alive(client, theirs["access"])
+    # the old password no longer logs in; the new one does
+    old = await client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    assert old.status_code == 401
+    fresh = await login(client, user, password=NEW_PASSWORD)
+    assert await _alive(client, fresh["access"])
+
+
+async def test_saving_other_fields_ends_nothing(client, user):
+    pair = await login(client, user)
+
+    def edit():
+        user.first_name = "Renamed"
+        user.save()
+        user.last_login = None
+        user.save(update_fields=["last_login"])
+
+    await sync_to_async(edit)()
+    assert await _alive(client, pair["access"])
+    assert await _refresh_status(client, pair["refresh"]) == 200
+
+
+async def test_changepassword_command_ends_every_session(client, user):
+    """``manage.py changepassword`` in its own process, as an operator runs it."""
+    pair = await login(client, user)
+    # changepassword reads the password from a terminal with getpass: answer it in-process
+    script = (
+        "import getpass, sys, django; getpass.getpass = lambda prompt='': sys.argv[2]; "
+        "django.setup(); from django.core.management import call_command; "
+        "call_command('changepassword', sys.argv[1])"
+    )
+    result = await sync_to_async(subprocess.run)(
+        [sys.executable, "-c", script, user.username, NEW_PASSWORD],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    await _assert_all_dead(client, [pair])
+
+
+async def test_deactivation_ends_every_session(client, user):
+    pairs = [await login(client, user) for _ in range(2)]
+
+    def deactivate():
+        user.is_active = False
+        user.save()
+
+    await sync_to_async(deactivate)()
+    await _assert_all_dead(client, pairs)
+    response = await client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    assert response.status_code == 401
+
+
+async def test_deletion_ends_every_session(client, user):
+    pairs = [await login(client, user) for _ in range(2)]
+    await sync_to_async(user.delete)()
+    await _assert_all_dead(client, pairs)
+
+
+async def test_queryset_update_of_is_active_is_caught_at_refresh(client, user):
+    """No signal fires for QuerySet.update(); refresh re-checks the user before minting."""
+    pair = await login(client, user)
+    model = get_user_model()
+    await model.objects.filter(pk=user.pk).aupdate(is_active=False)
+    assert await _refresh_status(client, pair["refresh"]) == 401
+    # and the session is gone for good, even once the user is active again
+    await model.objects.filter(pk=user.pk).aupdate(is_active=True)
+    assert await _refresh_status(client, pair["refresh"]) == 401
+    assert not await _alive(client, pair["access"])
+
+
+async def test_queryset_update_of_the_password_is_caught_at_refresh(client, user):
+    pair = await login(client, user)
+    model = get_user_model()
+    await model.objects.filter(pk=user.pk).aupdate(password=make_password(NEW_PASSWORD))
+    response = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+    assert not await _alive(client, pair["access"])
+
+
+async def test_queryset_delete_is_caught(client, user):
+    pair = await login(client, user)
+    await get_user_model().objects.filter(pk=user.pk).adelete()
+    assert await _refresh_status(client, pair["refresh"]) == 401
+    assert not await _alive(client, pair["access"])
+
+
+async def test_me_for_a_user_deleted_without_signals(client, user):
+    """A raw-SQL delete: the access token lives until expiry, but /me cannot serve it."""
+    from django.db import connection
+
+    pair = await login(client, user)
+    table = get_user_model()._meta.db_table
+
+    def raw_delete():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE id = %s", [user.pk])
+
+    await sync_to_async(raw_delete)()
+    response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+    assert await _refresh_status(client, pair["refresh"]) == 401
