@@ -17,6 +17,7 @@ only ever name keys of that same tag.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import weakref
@@ -29,15 +30,15 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import embedded
+from authapi import embedded, redis_url
 from authapi.errors import StoreUnavailable
+from authapi.redis_url import Client
 
 T = TypeVar("T")
 logger = logging.getLogger("authapi")
@@ -194,7 +195,7 @@ _RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2, (RedisConnec
 class Store:
     """A client bound to one event loop, with the scripts registered on it."""
 
-    redis: Redis
+    redis: Client
     start: AsyncScript
     rotate: AsyncScript
     revoke_session: AsyncScript
@@ -204,9 +205,17 @@ class Store:
     rehash: AsyncScript
     fail: AsyncScript
 
+    async def close(self) -> None:
+        """Close the client, and the sentinel clients behind a Sentinel URL."""
+        await self.redis.aclose()
+        pool = getattr(self.redis, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
+
     @classmethod
     def connect(cls, url: str) -> Store:
-        redis = Redis.from_url(
+        redis = redis_url.connect(
             url,
             decode_responses=True,
             socket_connect_timeout=2,
@@ -256,12 +265,23 @@ async def _get() -> Store:
     return store
 
 
+_closing: set[concurrent.futures.Future[None]] = set()
+
+
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs: Any) -> None:
+    """A new REDIS_URL (tests): close the clients of the old one on their own loops."""
     global _url
-    if setting == "REDIS_URL":
-        _url = None
-        _stores.clear()
+    if setting != "REDIS_URL":
+        return
+    _url = None
+    old = list(_stores.items())
+    _stores.clear()
+    for loop, store in old:
+        if not loop.is_closed():
+            future = asyncio.run_coroutine_threadsafe(store.close(), loop)
+            _closing.add(future)
+            future.add_done_callback(_closing.discard)
 
 
 async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
@@ -295,7 +315,7 @@ def run_sync(operation: Callable[[], Awaitable[T]]) -> T:
             return await operation()
         finally:
             if owned and loop in _stores:
-                await _stores.pop(loop).redis.aclose()
+                await _stores.pop(loop).close()
 
     return async_to_sync(main)()
 
@@ -308,7 +328,7 @@ async def closing() -> AsyncIterator[None]:
     finally:
         store = _stores.pop(asyncio.get_running_loop(), None)
         if store is not None:
-            await store.redis.aclose()
+            await store.close()
 
 
 class Rotation(NamedTuple):
