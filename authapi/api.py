@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from authapi import schemas, sessions, store
+from authapi import cookies, schemas, sessions, store
 from authapi.auth import AccessContext, bearer_token, check_access, jwt_bearer
 from authapi.errors import (
     AuthApiError,
@@ -35,7 +35,7 @@ api = NinjaAPI(
 )
 
 ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
-AUTH_ERRORS: dict[int, Any] = {401: Error, 503: Error}
+AUTH_ERRORS: dict[int, Any] = {401: Error, 403: Error, 503: Error}
 _SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -111,39 +111,45 @@ auth = Router(tags=["auth"])
     openapi_extra=schemas.body_doc(LoginIn),
     summary="Log in with username and password",
 )
-async def login(request: HttpRequest) -> dict[str, Any]:
+async def login(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     body = schemas.parse(request, LoginIn)
-    return await sessions.login(request, body.username, body.password)
+    pair = await sessions.login(request, body.username, body.password)
+    cookies.set_pair(response, pair)
+    return pair
 
 
 @auth.post(
     "/refresh",
-    response={200: TokenPair, 401: Error, **ERRORS},
+    response={200: TokenPair, 401: Error, 403: Error, **ERRORS},
     openapi_extra=schemas.body_doc(RefreshIn),
     summary="Spend a refresh token for the session's next pair",
 )
-async def refresh(request: HttpRequest) -> dict[str, Any]:
-    body = schemas.parse(request, RefreshIn)
-    return await sessions.refresh(request, body.refresh)
+async def refresh(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
+    token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
+    pair = await sessions.refresh(request, token)
+    cookies.set_pair(response, pair)
+    return pair
 
 
 @auth.post(
     "/logout",
-    response={204: None, 401: Error, **ERRORS},
+    response={204: None, 401: Error, 403: Error, **ERRORS},
     openapi_extra=schemas.body_doc(RefreshIn),
     summary="Revoke the refresh token's session (and the Bearer access token, if sent)",
 )
 async def logout(request: HttpRequest) -> HttpResponse:
-    body = schemas.parse(request, RefreshIn)
+    refresh_token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
     access = None
-    token = bearer_token(request)
+    token = bearer_token(request) or cookies.access_token(request)
     if token:
         try:
             access = (await check_access(token)).claims
         except TokenInvalid:
             access = None  # an expired or revoked access token needs no revoking
-    await sessions.logout(request, body.refresh, access)
-    return _no_content()
+    await sessions.logout(request, refresh_token, access)
+    response = _no_content()
+    cookies.clear(response)
+    return response
 
 
 @auth.post(
@@ -167,7 +173,9 @@ async def verify(request: HttpRequest) -> dict[str, Any]:
 async def logout_all(request: HttpRequest) -> HttpResponse:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
     await sessions.revoke_all(request, ctx.user_id, reason="logout_all")
-    return _no_content()
+    response = _no_content()
+    cookies.clear(response)
+    return response
 
 
 @auth.get("/me", auth=jwt_bearer, response={200: Me, **AUTH_ERRORS}, summary="The current user")

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from authapi import sessions, store, tokens
+from authapi import cookies, sessions, store, tokens
 from authapi.errors import TokenInvalid
 
 
@@ -67,6 +67,8 @@ class JWTBearer(HttpBearer):
 
     def __call__(self, request: HttpRequest) -> Awaitable[AccessContext] | None:
         token = bearer_token(request)
+        if token is None:
+            token = cookies.access_token(request)  # AUTHAPI_COOKIES: CSRF-checked
         if token is None:
             return None  # Ninja answers 401 not_authenticated
         return self.authenticate(request, token)

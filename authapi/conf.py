@@ -48,6 +48,9 @@ class AuthSettings:
     reuse_interval: int = 0
     custom_claims: str | None = None
     jwks_max_age: int = 300
+    cookies: bool = False
+    cookie_secure: bool = True
+    cookie_domain: str | None = None
 
     @property
     def is_hmac(self) -> bool:
@@ -77,6 +80,19 @@ def _int(name: str, value: Any, default: int, minimum: int) -> int:
     if number < minimum:
         raise ImproperlyConfigured(f"AUTHAPI_{name} must be at least {minimum}, not {number}.")
     return number
+
+
+def _bool(name: str, value: Any, default: bool) -> bool:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"AUTHAPI_{name} has value {value!r}. Expected 1 or 0.")
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -145,6 +161,9 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         reuse_interval=_int("REFRESH_REUSE_INTERVAL", raw.get("REFRESH_REUSE_INTERVAL"), 0, 0),
         custom_claims=_text("CUSTOM_CLAIMS", raw.get("CUSTOM_CLAIMS")),
         jwks_max_age=_int("JWKS_MAX_AGE", raw.get("JWKS_MAX_AGE"), 300, 0),
+        cookies=_bool("COOKIES", raw.get("COOKIES"), False),
+        cookie_secure=_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE"), True),
+        cookie_domain=_text("COOKIE_DOMAIN", raw.get("COOKIE_DOMAIN")),
     )
 
 

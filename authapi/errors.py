@@ -5,6 +5,7 @@
   + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
   + TokenInvalid (401, a token was sent and is not acceptable)
     x RefreshReuse (a spent refresh token: its session was revoked)
+  + CsrfFailed (403, cookie auth without the matching X-CSRF-Token header)
   + NotFound (404) / MethodNotAllowed (405) / Throttled (429)
   + StoreUnavailable (503, Redis or the database did not answer: fail closed)
 """
@@ -82,6 +83,12 @@ class TokenInvalid(AuthApiError):
 
 class RefreshReuse(TokenInvalid):
     detail = "Refresh token was already used; its session has been revoked"
+
+
+class CsrfFailed(AuthApiError):
+    status = 403
+    code = "csrf_failed"
+    detail = "A cookie-authenticated request needs an X-CSRF-Token header matching the csrf cookie."
 
 
 class NotFound(AuthApiError):

@@ -1,0 +1,100 @@
+"""``AUTHAPI_COOKIES=1``: tokens also travel in httpOnly cookies, guarded by CSRF double-submit.
+
+A browser app then never holds a token in JavaScript. Login and refresh set
+
+* ``authapi_access``: the access token; HttpOnly, SameSite=Lax, path ``/``;
+* ``authapi_refresh``: the refresh token; HttpOnly, SameSite=Strict, path ``/api/`` only;
+* ``authapi_csrf``: a random value the app reads and echoes in ``X-CSRF-Token``;
+
+all ``Secure`` unless ``AUTHAPI_COOKIE_SECURE=0``. A request authenticated by a cookie
+(not by an ``Authorization`` header or a token in the body) must, for any method but
+GET/HEAD/OPTIONS, send ``X-CSRF-Token`` equal to the csrf cookie, else 403 ``csrf_failed``.
+Logout and logout-all clear the cookies.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseBase
+
+from authapi import conf
+from authapi.errors import CsrfFailed
+
+ACCESS = "authapi_access"
+REFRESH = "authapi_refresh"
+CSRF = "authapi_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def enabled() -> bool:
+    return conf.get().cookies
+
+
+def check_csrf(request: HttpRequest) -> None:
+    """Refuse an unsafe cookie-authenticated request without the double-submitted token."""
+    if request.method in _SAFE_METHODS:
+        return
+    cookie = request.COOKIES.get(CSRF, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not header or not hmac.compare_digest(cookie.encode(), header.encode()):
+        raise CsrfFailed()
+
+
+def access_token(request: HttpRequest) -> str | None:
+    """The access token of the cookie (CSRF-checked), when cookies are on and one is set."""
+    if not enabled():
+        return None
+    token = request.COOKIES.get(ACCESS)
+    if not token:
+        return None
+    check_csrf(request)
+    return token
+
+
+def refresh_token(request: HttpRequest) -> str | None:
+    """The refresh token of the cookie (CSRF-checked), for a request without a body."""
+    if not enabled() or request.body.strip():
+        return None
+    token = request.COOKIES.get(REFRESH)
+    if not token:
+        return None
+    check_csrf(request)
+    return token
+
+
+def _common(cfg: conf.AuthSettings) -> dict[str, Any]:
+    return {"secure": cfg.cookie_secure, "domain": cfg.cookie_domain}
+
+
+def set_pair(response: HttpResponseBase, pair: dict[str, Any]) -> None:
+    """Carry a freshly issued pair in cookies, with a new CSRF value."""
+    cfg = conf.get()
+    if not cfg.cookies:
+        return
+    common = _common(cfg)
+    response.set_cookie(
+        ACCESS, pair["access"], max_age=pair["expires_in"], path="/",
+        httponly=True, samesite="Lax", **common,
+    )  # fmt: skip
+    response.set_cookie(
+        REFRESH, pair["refresh"], max_age=pair["refresh_expires_in"], path="/api/",
+        httponly=True, samesite="Strict", **common,
+    )  # fmt: skip
+    response.set_cookie(
+        CSRF, secrets.token_urlsafe(32), max_age=pair["refresh_expires_in"], path="/",
+        httponly=False, samesite="Lax", **common,
+    )  # fmt: skip
+
+
+def clear(response: HttpResponseBase) -> None:
+    cfg = conf.get()
+    if not cfg.cookies:
+        return
+    domain = cfg.cookie_domain
+    response.delete_cookie(ACCESS, path="/", domain=domain, samesite="Lax")
+    response.delete_cookie(REFRESH, path="/api/", domain=domain, samesite="Strict")
+    response.delete_cookie(CSRF, path="/", domain=domain, samesite="Lax")

@@ -1,0 +1,162 @@
+"""AUTHAPI_COOKIES=1: httpOnly token cookies with CSRF double-submit, as a browser uses them."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD, bearer, login
+
+
+def _set_cookies(response: httpx.Response) -> dict[str, SimpleCookie]:
+    jar: dict[str, SimpleCookie] = {}
+    for header in response.headers.get_list("set-cookie"):
+        cookie: SimpleCookie = SimpleCookie()
+        cookie.load(header)
+        for name in cookie:
+            jar[name] = cookie
+    return jar
+
+
+@pytest.fixture
+def cookie_mode(authapi_settings):
+    with authapi_settings(COOKIES="1"):
+        yield
+
+
+@pytest.fixture
+async def browser(cookie_mode):
+    """A client of its own, with a cookie jar, speaking to the app as a browser would."""
+    from project.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1") as c:
+        yield c
+
+
+async def _browser_login(browser, user) -> dict:
+    response = await browser.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _csrf(browser) -> dict[str, str]:
+    return {"X-CSRF-Token": browser.cookies["authapi_csrf"]}
+
+
+async def test_login_sets_the_three_cookies_with_safe_attributes(browser, user):
+    response = await browser.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    pair = response.json()
+    jar = _set_cookies(response)
+    access = jar["authapi_access"]["authapi_access"]
+    refresh = jar["authapi_refresh"]["authapi_refresh"]
+    csrf = jar["authapi_csrf"]["authapi_csrf"]
+    assert access.value == pair["access"] and refresh.value == pair["refresh"]
+    assert access["httponly"] and refresh["httponly"] and not csrf["httponly"]
+    assert access["secure"] and refresh["secure"] and csrf["secure"]
+    assert access["samesite"] == "Lax" and refresh["samesite"] == "Strict"
+    assert refresh["path"] == "/api/" and access["path"] == "/"
+    assert int(access["max-age"]) == pair["expires_in"]
+    assert int(refresh["max-age"]) == pair["refresh_expires_in"]
+    assert len(csrf.value) >= 32
+
+
+async def test_get_with_the_access_cookie_needs_no_csrf(browser, user):
+    await _browser_login(browser, user)
+    response = await browser.get("/api/auth/me")
+    assert response.status_code == 200
+    assert response.json()["username"] == user.username
+    assert (await browser.get("/demo/sync")).status_code == 200
+
+
+async def test_unsafe_request_with_a_cookie_needs_the_csrf_header(browser, user):
+    await _browser_login(browser, user)
+    refused = await browser.post("/api/auth/logout-all")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "csrf_failed"
+    wrong = await browser.post("/api/auth/logout-all", headers={"X-CSRF-Token": "guess"})
+    assert wrong.status_code == 403
+    assert (await browser.get("/api/auth/me")).status_code == 200  # nothing was revoked
+    ok = await browser.post("/api/auth/logout-all", headers=_csrf(browser))
+    assert ok.status_code == 204
+
+
+async def test_refresh_from_the_cookie_rotates_the_cookies(browser, user):
+    first = await _browser_login(browser, user)
+    csrf = _csrf(browser)
+    without = await browser.post("/api/auth/refresh")
+    assert without.status_code == 403 and without.json()["code"] == "csrf_failed"
+    response = await browser.post("/api/auth/refresh", headers=csrf)
+    assert response.status_code == 200, response.text
+    assert browser.cookies["authapi_refresh"] == response.json()["refresh"] != first["refresh"]
+    assert browser.cookies["authapi_access"] == response.json()["access"]
+    assert browser.cookies["authapi_csrf"] != csrf["X-CSRF-Token"]  # a new value each time
+    assert (await browser.get("/api/auth/me")).status_code == 200
+
+
+async def test_refresh_with_a_body_ignores_the_cookie(browser, user, client):
+    await _browser_login(browser, user)
+    other = await login(client, user)
+    response = await browser.post("/api/auth/refresh", json={"refresh": other["refresh"]})
+    assert response.status_code == 200  # a body is not cookie auth: no CSRF needed
+
+
+async def test_logout_from_the_cookies_clears_them_and_revokes(browser, user):
+    pair = await _browser_login(browser, user)
+    response = await browser.post("/api/auth/logout", headers=_csrf(browser))
+    assert response.status_code == 204
+    for name in ("authapi_access", "authapi_refresh", "authapi_csrf"):
+        cookie = _set_cookies(response)[name][name]
+        assert cookie.value == "" and cookie["max-age"] == "0"
+    assert "authapi_access" not in browser.cookies
+    verified = await browser.post("/api/auth/verify", json={"token": pair["access"]})
+    assert verified.status_code == 401
+
+
+async def test_bearer_header_wins_over_the_cookie_and_needs_no_csrf(browser, user, make_user):
+    await _browser_login(browser, user)
+    other = await make_user()
+    pair = await _browser_login(browser, other)  # the jar now holds other's cookies
+    me = await browser.get("/api/auth/me", headers=bearer(pair["access"]))
+    assert me.json()["username"] == other.username
+    out = await browser.post("/api/auth/logout-all", headers=bearer(pair["access"]))
+    assert out.status_code == 204
+
+
+async def test_cookies_are_off_by_default(client, user):
+    response = await client.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+    )
+    assert "set-cookie" not in response.headers
+    # and a cookie alone authenticates nothing
+    pair = response.json()
+    me = await client.get("/api/auth/me", headers={"Cookie": f"authapi_access={pair['access']}"})
+    assert me.status_code == 401
+
+
+async def test_cookie_secure_can_be_turned_off_explicitly(authapi_settings, user):
+    from project.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50002))
+    with authapi_settings(COOKIES="1", COOKIE_SECURE="0"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            response = await c.post(
+                "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+            )
+    access = _set_cookies(response)["authapi_access"]["authapi_access"]
+    assert not access["secure"] and access["httponly"]
+
+
+def test_bad_cookie_setting_is_an_error(authapi_settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from authapi import startup
+
+    with authapi_settings(COOKIES="maybe"), pytest.raises(ImproperlyConfigured, match="COOKIES"):
+        startup.validate()
