@@ -246,3 +246,32 @@ async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, 
     assert await _alive(client, pair["access"])
     other = await store.rotate(**{**call, "new_jti": tokens.new_id()})
     assert other.outcome == "reuse"
+
+
+async def test_rotation_rules_hold_across_two_uvicorn_workers(client, make_user):
+    """Two worker processes, fresh connections each (so both serve): the rules are Redis's."""
+    import httpx
+
+    from tests.conftest import LiveServer
+
+    users = [await make_user() for _ in range(5)]
+    with LiveServer("--workers", "2") as server:
+        pairs = [await login(client, u) for u in users]
+
+        async def one(refresh: str) -> int:
+            async with httpx.AsyncClient(base_url=server.url) as fresh:
+                response = await fresh.post("/api/auth/refresh", json={"refresh": refresh})
+                return response.status_code
+
+        for pair in pairs:
+            statuses = await asyncio.gather(*[one(pair["refresh"]) for _ in range(10)])
+            assert sorted(statuses) == [200] + [401] * 9, statuses
+        # a logout through one worker is seen by the other at once
+        fresh_pair = await login(client, users[0])
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            out = await http.post("/api/auth/logout", json={"refresh": fresh_pair["refresh"]})
+            assert out.status_code == 204
+        for _ in range(6):
+            async with httpx.AsyncClient(base_url=server.url) as fresh:
+                response = await fresh.get("/api/auth/me", headers=bearer(fresh_pair["access"]))
+                assert response.status_code == 401
