@@ -160,6 +160,12 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
     return await start(user, request)
 
 
+async def _session_ended(request: HttpRequest, claims: tokens.Claims, reason: str) -> None:
+    await events.emit(
+        "session_revoked", request, user_id=claims.user_id, session_id=claims.sid, reason=reason
+    )
+
+
 async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     """Spend a refresh token and return the session's next pair."""
     cfg = conf.get()
@@ -167,13 +173,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     user = await get_user(claims.user_id)
     if user is None or not user.is_active:
         if await store.revoke_session(claims.user_id, claims.sid):
-            await events.emit(
-                "session_revoked",
-                request,
-                user_id=claims.user_id,
-                session_id=claims.sid,
-                reason="user_inactive",
-            )
+            await _session_ended(request, claims, "user_inactive")
         raise TokenInvalid("User is inactive or deleted")
     moment = tokens.now()
     now = int(moment)
@@ -191,25 +191,13 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         password_mark=password_mark(user),
     )
     if rotation.outcome == "stale":
-        await events.emit(
-            "session_revoked",
-            request,
-            user_id=claims.user_id,
-            session_id=claims.sid,
-            reason="password_changed",
-        )
+        await _session_ended(request, claims, "password_changed")
         raise TokenInvalid("Password changed: log in again")
     if rotation.outcome == "reuse":
         await events.emit(
             "refresh_reuse_detected", request, user_id=claims.user_id, session_id=claims.sid
         )
-        await events.emit(
-            "session_revoked",
-            request,
-            user_id=claims.user_id,
-            session_id=claims.sid,
-            reason="reuse",
-        )
+        await _session_ended(request, claims, "reuse")
         raise RefreshReuse()
     if rotation.outcome != "ok" and rotation.outcome != "same":
         raise TokenInvalid("Token has been revoked")
