@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import BadRequest as DjangoBadRequest
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from ninja import Schema
@@ -92,8 +93,13 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
     if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
         try:
             return {key: request.POST.get(key) for key in request.POST}
-        except (MultiPartParserError, TooManyFieldsSent, UnicodeDecodeError):
-            raise BadRequest("Malformed form body.") from None
+        except (
+            MultiPartParserError,
+            SuspiciousOperation,  # TooManyFieldsSent, TooManyFilesSent
+            DjangoBadRequest,  # a charset other than UTF-8
+            UnicodeDecodeError,
+        ):
+            raise BadRequest("Malformed form body (forms must be UTF-8).") from None
     if (
         content_type == "application/json"
         or content_type.endswith("+json")
@@ -101,7 +107,7 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
     ):
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("Malformed JSON body.") from None
         if not isinstance(data, dict):
             raise BadRequest("The JSON body must be an object.")

@@ -109,8 +109,25 @@ async def test_invalid_fields_are_422(client, body):
         (b"", "application/json"),
         (b"username=a&password=b", "text/plain"),
         (b"<xml/>", "application/xml"),
+        (b"[" * 5000 + b"]" * 5000, "application/json"),
+        (b'"just a string"', "application/json"),
+        (b"username=a&password=b", "application/x-www-form-urlencoded; charset=latin-1"),
+        (b"&".join(b"k%d=v" % i for i in range(1500)), "application/x-www-form-urlencoded"),
+        (b"garbage", "multipart/form-data"),
     ],
-    ids=["malformed-json", "json-array", "bad-utf8", "empty-json", "text-plain", "xml"],
+    ids=[
+        "malformed-json",
+        "json-array",
+        "bad-utf8",
+        "empty-json",
+        "text-plain",
+        "xml",
+        "deeply-nested",
+        "json-string",
+        "latin1-form",
+        "too-many-fields",
+        "no-boundary",
+    ],
 )
 async def test_malformed_bodies_are_400(client, content, content_type):
     response = await client.post(
