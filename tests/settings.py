@@ -10,3 +10,4 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 ROOT_URLCONF = "tests.urls"
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405  (schemathesis ASGI client)
