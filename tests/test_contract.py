@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import ROOT, LiveServer
 
 PASSWORD = "s3cret-pass"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def service() -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-async def http(service) -> Iterator[httpx.AsyncClient]:
+async def http(service) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service.url) as client:
         yield client
 
@@ -139,8 +140,9 @@ async def test_simplejwt_aliases(http):
     [
         ("post", "/api/auth/login", {"json": {"username": "alice", "password": "wrong"}}, 401),
         ("post", "/api/auth/login", {"json": {"username": "alice"}}, 422),
-        ("post", "/api/auth/login", {"content": b"{", "headers": {"Content-Type": "application/json"}}, 400),
-        ("post", "/api/auth/login", {"content": b"x", "headers": {"Content-Type": "text/plain"}}, 400),
+        ("post", "/api/auth/login", {"content": b"{", "headers": JSON}, 400),
+        ("post", "/api/auth/login", {"content": b"x", "headers": {"Content-Type": "text/plain"}},
+         400),
         ("post", "/api/auth/login", {"json": {"username": "a", "password": "x" * 20000}}, 413),
         ("post", "/api/auth/refresh", {"json": {"refresh": "not.a.token"}}, 401),
         ("post", "/api/auth/verify", {"json": {"token": "not.a.token"}}, 401),
