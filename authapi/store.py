@@ -1,4 +1,5 @@
-"""The revocation and rotation store on Redis: key names, Lua scripts, one client per loop.
+"""The revocation and rotation store on Redis: key names, one client per loop, the calls
+that run the scripts of ``lua.py``.
 
 Keys of one user share the hash tag ``{u<user_id>}`` so every script touches one slot
 (Redis Cluster). Scripts derive session key names from the prefix they are given; they
@@ -6,7 +7,8 @@ only ever name keys of that same tag.
 
 * ``authapi:{u42}:s:<sid>``  hash: one session (rotation family). Fields ``cur``/``prev``
   refresh jti, ``cur_iat``/``cur_exp``, ``acc_exp``, ``max_exp``, ``created``, ``last_used``,
-  ``ua``, ``ip``, and ``rj:<jti>`` for single access tokens revoked. Expires when the last
+  ``ua``, ``ip``, ``pw`` (keyed digest of the password hash), and ``rj:<jti>`` for single
+  access tokens revoked. Expires when the last
   token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
 * ``authapi:throttle:<hash>``  failed-login counter per (client IP, username).
@@ -38,137 +40,20 @@ from redis.exceptions import RedisError
 
 from authapi import embedded, redis_url
 from authapi.errors import StoreUnavailable
+from authapi.lua import (
+    FAIL,
+    LIST,
+    REHASH,
+    REVOKE_ACCESS,
+    REVOKE_SESSION,
+    REVOKE_USER,
+    ROTATE,
+    START,
+)
 from authapi.redis_url import Client
 
 T = TypeVar("T")
 logger = logging.getLogger("authapi")
-
-# Prune the user's index of expired sessions, evict the oldest past the cap, add this one.
-START = """
-local idx, prefix, now = KEYS[2], ARGV[1], tonumber(ARGV[2])
-local live = {}
-for _, sid in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-  if redis.call('EXISTS', prefix .. 's:' .. sid) == 1 then
-    table.insert(live, sid)
-  else
-    redis.call('ZREM', idx, sid)
-  end
-end
-local evicted = {}
-for i = 1, #live - tonumber(ARGV[12]) + 1 do
-  redis.call('DEL', prefix .. 's:' .. live[i])
-  redis.call('ZREM', idx, live[i])
-  table.insert(evicted, live[i])
-end
-redis.call('HSET', KEYS[1], 'uid', ARGV[4], 'cur', ARGV[5], 'cur_iat', ARGV[6],
-  'cur_exp', ARGV[7], 'acc_exp', ARGV[8], 'max_exp', ARGV[9], 'created', now,
-  'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11], 'pw', ARGV[13])
-local expire_at = math.max(tonumber(ARGV[7]), tonumber(ARGV[8])) * 1000
-redis.call('PEXPIREAT', KEYS[1], expire_at)
-redis.call('ZADD', idx, now, ARGV[3])
-local ttl = redis.call('PTTL', idx)
-if ttl < 0 or now + ttl < expire_at then redis.call('PEXPIREAT', idx, expire_at) end
-return evicted
-"""
-
-# Spend the presented refresh token: advance the session, hand back the same successor
-# (replay of the parent inside the interval), or revoke the whole session (reuse).
-ROTATE = """
-local s, idx = KEYS[1], KEYS[2]
-local f = redis.call('HMGET', s, 'cur', 'prev', 'prev_at', 'cur_iat', 'cur_exp', 'max_exp',
-  'acc_exp', 'uid', 'pw')
-if not f[1] or f[8] ~= ARGV[10] then return {'gone'} end
-if f[9] and f[9] ~= ARGV[12] then
-  -- the password changed behind our back (QuerySet.update, raw SQL): end the session
-  redis.call('DEL', s)
-  redis.call('ZREM', idx, ARGV[11])
-  return {'stale'}
-end
-local now, jti = tonumber(ARGV[2]), ARGV[1]
-if f[1] == ARGV[3] then
-  -- this very call already ran (a client retry after a lost reply): answer it again
-  return {'ok', ARGV[3], f[4], f[5], f[7]}
-end
-local max_exp, acc_old = tonumber(f[6]), tonumber(f[7])
-local aexp = math.min(tonumber(ARGV[6]), max_exp)
-local function keep_alive(until_s)
-  local expire_at = math.max(until_s, aexp, acc_old) * 1000
-  redis.call('PEXPIREAT', s, expire_at)
-  local ttl = redis.call('PTTL', idx)
-  if ttl < 0 or now + ttl < expire_at then redis.call('PEXPIREAT', idx, expire_at) end
-  redis.call('HSET', s, 'acc_exp', math.max(aexp, acc_old), 'last_used', now,
-    'ua', ARGV[8], 'ip', ARGV[9])
-end
-if f[1] == jti then
-  if tonumber(f[5]) * 1000 <= now then return {'gone'} end
-  local rexp = math.min(tonumber(ARGV[5]), max_exp)
-  redis.call('HSET', s, 'prev', jti, 'prev_at', now, 'cur', ARGV[3], 'cur_iat', ARGV[4],
-    'cur_exp', rexp)
-  keep_alive(rexp)
-  return {'ok', ARGV[3], ARGV[4], tostring(rexp), tostring(aexp)}
-end
-local interval = tonumber(ARGV[7])
-if f[2] == jti and interval > 0 and now - tonumber(f[3]) <= interval
-    and tonumber(f[5]) * 1000 > now then
-  keep_alive(tonumber(f[5]))
-  return {'same', f[1], f[4], f[5], tostring(aexp)}
-end
-redis.call('DEL', s)
-redis.call('ZREM', idx, ARGV[11])
-return {'reuse'}
-"""
-
-REVOKE_SESSION = """
-local n = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return n
-"""
-
-REVOKE_USER = """
-local n = 0
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  n = n + redis.call('DEL', ARGV[1] .. 's:' .. sid)
-end
-redis.call('DEL', KEYS[1])
-return n
-"""
-
-REVOKE_ACCESS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'rj:' .. ARGV[1], '1')
-  return 1
-end
-return 0
-"""
-
-# A hasher upgrade re-hashes the same password: sessions keep living under the new hash.
-REHASH = """
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. 's:' .. sid
-  if redis.call('HGET', key, 'pw') == ARGV[2] then redis.call('HSET', key, 'pw', ARGV[3]) end
-end
-return 0
-"""
-
-LIST = """
-local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local f = redis.call('HMGET', ARGV[1] .. 's:' .. sid, 'created', 'last_used', 'ua', 'ip',
-    'cur_exp', 'max_exp')
-  if f[1] then
-    table.insert(out, {sid, f[1], f[2], f[3] or '', f[4] or '', f[5], f[6]})
-  else
-    redis.call('ZREM', KEYS[1], sid)
-  end
-end
-return out
-"""
-
-FAIL = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
 
 
 def user_prefix(user_id: int | str) -> str:
