@@ -52,7 +52,9 @@ async def test_the_admin_logs_in_with_session_and_csrf(make_user):
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as browser:
         page = await browser.get("/admin/login/")
         assert page.status_code == 200 and "csrfmiddlewaretoken" in page.text
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert found is not None
+        token = found[1]
         form = {"username": staff.username, "password": PASSWORD, "next": "/admin/"}
         forged = await browser.post("/admin/login/", data=form)  # no CSRF token
         assert forged.status_code == 403
