@@ -114,7 +114,7 @@ auth = Router(tags=["auth"])
 async def login(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     body = schemas.parse(request, LoginIn)
     pair = await sessions.login(request, body.username, body.password)
-    cookies.set_pair(response, pair)
+    cookies.set_pair(request, response, pair)
     return pair
 
 
@@ -127,7 +127,7 @@ async def login(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
 async def refresh(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
     pair = await sessions.refresh(request, token)
-    cookies.set_pair(response, pair)
+    cookies.set_pair(request, response, pair)
     return pair
 
 

@@ -9,7 +9,9 @@ A browser app then never holds a token in JavaScript. Login and refresh set
 all ``Secure`` unless ``AUTHAPI_COOKIE_SECURE=0``. A request authenticated by a cookie
 (not by an ``Authorization`` header or a token in the body) must, for any method but
 GET/HEAD/OPTIONS, send ``X-CSRF-Token`` equal to the csrf cookie, else 403 ``csrf_failed``.
-Logout and logout-all clear the cookies.
+Logout and logout-all clear the cookies. Cookies are only ever set for a same-origin
+request (``Sec-Fetch-Site`` and ``Origin``), so a cross-site form cannot log a browser
+into someone else's account (login CSRF); such a login still gets its JSON pair.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hmac
 import secrets
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 
 from authapi import conf
@@ -66,14 +69,29 @@ def refresh_token(request: HttpRequest) -> str | None:
     return token
 
 
+def _same_origin(request: HttpRequest) -> bool:
+    """Whether the browser says the request comes from our own pages (or is no browser's)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in {"same-origin", "none"}:
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    scheme = "https" if request.is_secure() else "http"
+    try:
+        return origin == f"{scheme}://{request.get_host()}"
+    except DisallowedHost:
+        return False
+
+
 def _common(cfg: conf.AuthSettings) -> dict[str, Any]:
     return {"secure": cfg.cookie_secure, "domain": cfg.cookie_domain}
 
 
-def set_pair(response: HttpResponseBase, pair: dict[str, Any]) -> None:
-    """Carry a freshly issued pair in cookies, with a new CSRF value."""
+def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, Any]) -> None:
+    """Carry a freshly issued pair in cookies, with a new CSRF value (same origin only)."""
     cfg = conf.get()
-    if not cfg.cookies:
+    if not cfg.cookies or not _same_origin(request):
         return
     common = _common(cfg)
     response.set_cookie(

@@ -160,3 +160,30 @@ def test_bad_cookie_setting_is_an_error(authapi_settings):
 
     with authapi_settings(COOKIES="maybe"), pytest.raises(ImproperlyConfigured, match="COOKIES"):
         startup.validate()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+    ],
+    ids=["cross-site", "same-site", "foreign-origin", "null-origin"],
+)
+async def test_cross_site_login_sets_no_cookies(browser, user, headers):
+    """Login CSRF: a foreign page's form must not log the browser into another account."""
+    response = await browser.post(
+        "/api/auth/login", data={"username": user.username, "password": PASSWORD}, headers=headers
+    )
+    assert response.status_code == 200 and response.json()["access"]
+    assert "set-cookie" not in response.headers
+
+
+async def test_same_origin_login_sets_cookies(browser, user):
+    headers = {"Sec-Fetch-Site": "same-origin", "Origin": "https://127.0.0.1"}
+    response = await browser.post(
+        "/api/auth/login", json={"username": user.username, "password": PASSWORD}, headers=headers
+    )
+    assert "authapi_access" in _set_cookies(response)
