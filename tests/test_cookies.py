@@ -187,3 +187,11 @@ async def test_same_origin_login_sets_cookies(browser, user):
         "/api/auth/login", json={"username": user.username, "password": PASSWORD}, headers=headers
     )
     assert "authapi_access" in _set_cookies(response)
+
+
+async def test_logout_with_a_body_token_needs_no_csrf_even_with_cookies(browser, user):
+    pair = await _browser_login(browser, user)
+    response = await browser.post("/api/auth/logout", json={"refresh": pair["refresh"]})
+    assert response.status_code == 204
+    verified = await browser.post("/api/auth/verify", json={"token": pair["access"]})
+    assert verified.status_code == 401
