@@ -24,6 +24,17 @@ from tests.redis_server import free_port
 from tests.test_keys import write_key
 
 
+def _write_pem(path: Path, key, encryption=None) -> str:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            encryption or serialization.NoEncryption(),
+        )
+    )
+    return str(path)
+
+
 def _check_fails(authapi_settings, match: str, **values) -> None:
     """Both doors refuse: ``manage.py check`` and the ASGI start-up validation."""
     with authapi_settings(**values):
@@ -98,17 +109,9 @@ def test_public_key_as_signing_key_is_an_error(authapi_settings, tmp_path):
 
 
 def test_encrypted_pem_is_an_error(authapi_settings, tmp_path):
-    path = tmp_path / "locked.pem"
-    path.write_bytes(
-        ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"pw"),
-        )
-    )
-    _check_fails(
-        authapi_settings, "not an unencrypted PEM", ALGORITHM="ES256", SIGNING_KEY=str(path)
-    )
+    locked = serialization.BestAvailableEncryption(b"pw")
+    path = _write_pem(tmp_path / "locked.pem", ec.generate_private_key(ec.SECP256R1()), locked)
+    _check_fails(authapi_settings, "not an unencrypted PEM", ALGORITHM="ES256", SIGNING_KEY=path)
 
 
 @pytest.mark.parametrize(
@@ -129,27 +132,14 @@ def test_key_that_does_not_match_the_algorithm_is_an_error(
 
 
 def test_other_ec_curve_is_an_error(authapi_settings, tmp_path):
-    path = tmp_path / "p384.pem"
-    path.write_bytes(
-        ec.generate_private_key(ec.SECP384R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    _check_fails(authapi_settings, "not a P-256 EC key", ALGORITHM="ES256", SIGNING_KEY=str(path))
+    path = _write_pem(tmp_path / "p384.pem", ec.generate_private_key(ec.SECP384R1()))
+    _check_fails(authapi_settings, "not a P-256 EC key", ALGORITHM="ES256", SIGNING_KEY=path)
 
 
 def test_small_rsa_key_is_an_error(authapi_settings, tmp_path):
-    path = tmp_path / "rsa1024.pem"
-    path.write_bytes(
-        rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    _check_fails(authapi_settings, "1024-bit RSA key", ALGORITHM="RS256", SIGNING_KEY=str(path))
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    path = _write_pem(tmp_path / "rsa1024.pem", small)
+    _check_fails(authapi_settings, "1024-bit RSA key", ALGORITHM="RS256", SIGNING_KEY=path)
 
 
 @pytest.mark.parametrize(

@@ -281,34 +281,27 @@ async def test_alg_none_is_refused_for_every_algorithm(client, user, authapi_set
             assert await _status(client, f"{header}.{body}.") == 401
 
 
-async def test_rs256_signature_under_a_ps256_kid_is_refused(client, user, authapi_settings):
-    """Same RSA key material, other algorithm: the kid pins the one algorithm."""
-    path = write_key("PS256", "rsa")
-    with authapi_settings(ALGORITHM="PS256", SIGNING_KEY=path):
+@pytest.mark.parametrize(
+    ("current", "other", "other_alg"),
+    [("PS256", None, "RS256"), ("EdDSA", "ES256", "ES256")],
+    ids=["rs256-under-a-ps256-kid", "es256-under-an-eddsa-kid"],
+)
+async def test_a_signature_of_another_algorithm_under_our_kid_is_refused(
+    client, user, authapi_settings, current, other, other_alg
+):
+    """The kid pins one algorithm: same RSA key material signed RS256 under a PS256 kid,
+    or a still-accepted ES256 key's signature under the current EdDSA kid."""
+    path = write_key(current, "current")
+    values = {"ALGORITHM": current, "SIGNING_KEY": path}
+    signer_path = path
+    if other:
+        signer_path = write_key(other, "previous")
+        values["PREVIOUS_KEYS"] = f"{other}:{signer_path}"
+    with authapi_settings(**values):
         pair = await login(client, user)
-        signer = _load(path)
+        kid = keys.get().current.kid
         forged = jwt.encode(
-            _claims(pair["access"]),
-            signer,
-            algorithm="RS256",
-            headers={"kid": keys.get().current.kid},
-        )
-        assert await _status(client, forged) == 401
-
-
-async def test_mismatched_kid_and_alg_is_refused(client, user, authapi_settings):
-    ec_path = write_key("ES256", "ec")
-    with authapi_settings(
-        ALGORITHM="EdDSA", SIGNING_KEY=write_key("EdDSA", "ed"), PREVIOUS_KEYS=f"ES256:{ec_path}"
-    ):
-        pair = await login(client, user)
-        ec_key = _load(ec_path)
-        # ES256 signature, but the header names the current EdDSA key
-        forged = jwt.encode(
-            _claims(pair["access"]),
-            ec_key,
-            algorithm="ES256",
-            headers={"kid": keys.get().current.kid},
+            _claims(pair["access"]), _load(signer_path), algorithm=other_alg, headers={"kid": kid}
         )
         assert await _status(client, forged) == 401
 
