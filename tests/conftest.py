@@ -137,6 +137,13 @@ def authapi_settings():
     return override
 
 
+async def alive(client: httpx.AsyncClient, access: str) -> bool:
+    """Whether an access token still gets through ``/api/auth/me`` (200, not 401)."""
+    response = await client.get("/api/auth/me", headers=bearer(access))
+    assert response.status_code in (200, 401), response.text
+    return response.status_code == 200
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -12,15 +12,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AdminPasswordChangeForm, SetPasswordForm
 from django.contrib.auth.hashers import make_password
 
-from tests.conftest import PASSWORD, ROOT, bearer, login
+from tests.conftest import PASSWORD, ROOT, alive, bearer, login
 
 NEW_PASSWORD = "a brand new passphrase 42"
-
-
-async def _alive(client, access: str) -> bool:
-    response = await client.get("/api/auth/me", headers=bearer(access))
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 200
 
 
 async def _refresh_status(client, refresh: str) -> int:
@@ -29,7 +23,7 @@ async def _refresh_status(client, refresh: str) -> int:
 
 async def _assert_all_dead(client, pairs) -> None:
     for pair in pairs:
-        assert not await _alive(client, pair["access"])
+        assert not await alive(client, pair["access"])
         assert await _refresh_status(client, pair["refresh"]) == 401
 
 
@@ -66,14 +60,14 @@ async def test_password_change_ends_every_session(client, user, make_user, chang
     pairs = [await login(client, user) for _ in range(3)]
     await sync_to_async(change)(user)
     await _assert_all_dead(client, pairs)
-    assert await _alive(client, theirs["access"])
+    assert await alive(client, theirs["access"])
     # the old password no longer logs in; the new one does
     old = await client.post(
         "/api/auth/login", json={"username": user.username, "password": PASSWORD}
     )
     assert old.status_code == 401
     fresh = await login(client, user, password=NEW_PASSWORD)
-    assert await _alive(client, fresh["access"])
+    assert await alive(client, fresh["access"])
 
 
 async def test_saving_other_fields_ends_nothing(client, user):
@@ -86,7 +80,7 @@ async def test_saving_other_fields_ends_nothing(client, user):
         user.save(update_fields=["last_login"])
 
     await sync_to_async(edit)()
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
     assert await _refresh_status(client, pair["refresh"]) == 200
 
 
@@ -141,7 +135,7 @@ async def test_queryset_update_of_is_active_is_caught_at_refresh(client, user):
     # and the session is gone for good, even once the user is active again
     await model.objects.filter(pk=user.pk).aupdate(is_active=True)
     assert await _refresh_status(client, pair["refresh"]) == 401
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
 
 
 async def test_queryset_update_of_the_password_is_caught_at_refresh(client, user):
@@ -151,14 +145,14 @@ async def test_queryset_update_of_the_password_is_caught_at_refresh(client, user
     response = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
 
 
 async def test_queryset_delete_is_caught(client, user):
     pair = await login(client, user)
     await get_user_model().objects.filter(pk=user.pk).adelete()
     assert await _refresh_status(client, pair["refresh"]) == 401
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
 
 
 async def test_me_for_a_user_deleted_without_signals(client, user):

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from authapi import store
-from tests.conftest import bearer, login
+from tests.conftest import alive, bearer, login
 
 
 def _claims(token: str) -> dict:
@@ -20,11 +20,6 @@ def _claims(token: str) -> dict:
 
 async def _refresh(client, token: str):
     return await client.post("/api/auth/refresh", json={"refresh": token})
-
-
-async def _alive(client, access: str) -> bool:
-    response = await client.get("/api/auth/me", headers=bearer(access))
-    return response.status_code == 200
 
 
 @pytest.fixture
@@ -106,10 +101,10 @@ async def test_login_past_the_cap_evicts_the_oldest_session(client, user, authap
     finally:
         session_revoked.disconnect(receiver)
     assert [s["id"] for s in listed.json()] == [_claims(p["access"])["sid"] for p in pairs[1:]]
-    assert not await _alive(client, pairs[0]["access"])
+    assert not await alive(client, pairs[0]["access"])
     assert (await _refresh(client, pairs[0]["refresh"])).status_code == 401
     for pair in pairs[1:]:
-        assert await _alive(client, pair["access"])
+        assert await alive(client, pair["access"])
     assert [(e["reason"], e["session_id"]) for e in events] == [
         ("session_limit", _claims(pairs[0]["access"])["sid"])
     ]
@@ -165,7 +160,7 @@ async def test_parent_replay_inside_the_interval_returns_the_same_successor(
     assert _claims(a["refresh"])["jti"] == _claims(b["refresh"])["jti"]
     assert _claims(a["refresh"])["sid"] == _claims(b["refresh"])["sid"]
     # no second branch: the successor still works once, both access tokens work
-    assert await _alive(client, a["access"]) and await _alive(client, b["access"])
+    assert await alive(client, a["access"]) and await alive(client, b["access"])
     with authapi_settings(REFRESH_REUSE_INTERVAL=10):
         assert (await _refresh(client, b["refresh"])).status_code == 200
 
@@ -188,7 +183,7 @@ async def test_grandparent_replay_inside_the_interval_revokes(client, user, auth
         replay = await _refresh(client, grandparent["refresh"])
         assert replay.status_code == 401
         assert (await _refresh(client, child["refresh"])).status_code == 401
-    assert not await _alive(client, child["access"])
+    assert not await alive(client, child["access"])
 
 
 async def test_parent_replay_after_the_interval_revokes(client, user, clock, authapi_settings):
@@ -198,11 +193,11 @@ async def test_parent_replay_after_the_interval_revokes(client, user, clock, aut
         clock.shift(11)
         assert (await _refresh(client, parent["refresh"])).status_code == 401
         assert (await _refresh(client, child["refresh"])).status_code == 401
-    assert not await _alive(client, child["access"])
+    assert not await alive(client, child["access"])
 
 
 async def test_default_interval_zero_treats_the_parent_as_reuse(client, user):
     parent = await login(client, user)
     child = (await _refresh(client, parent["refresh"])).json()
     assert (await _refresh(client, parent["refresh"])).status_code == 401
-    assert not await _alive(client, child["access"])
+    assert not await alive(client, child["access"])

@@ -7,7 +7,7 @@ import asyncio
 import jwt
 import pytest
 
-from tests.conftest import bearer, login
+from tests.conftest import alive, bearer, login
 
 
 def _claims(token: str) -> dict:
@@ -18,12 +18,6 @@ async def _refresh(client, token: str, *, form: bool = False):
     if form:
         return await client.post("/api/auth/refresh", data={"refresh": token})
     return await client.post("/api/auth/refresh", json={"refresh": token})
-
-
-async def _alive(client, access: str) -> bool:
-    response = await client.get("/api/auth/me", headers=bearer(access))
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 200
 
 
 async def _verify(client, token: str) -> int:
@@ -40,9 +34,9 @@ async def test_refresh_returns_next_pair_of_same_session(client, user, form):
     old, new = _claims(pair["refresh"]), _claims(nxt["refresh"])
     assert new["sid"] == old["sid"] and new["jti"] != old["jti"]
     assert _claims(nxt["access"])["sid"] == old["sid"]
-    assert await _alive(client, nxt["access"])
+    assert await alive(client, nxt["access"])
     # the access token of before the refresh stays valid until it expires
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
     # the spent refresh token no longer verifies; the new one does
     assert await _verify(client, pair["refresh"]) == 401
     assert await _verify(client, nxt["refresh"]) == 200
@@ -54,7 +48,7 @@ async def test_a_chain_of_refreshes(client, user):
         response = await _refresh(client, pair["refresh"])
         assert response.status_code == 200
         pair = response.json()
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
 
 
 async def test_reuse_kills_the_whole_family(client, user):
@@ -70,7 +64,7 @@ async def test_reuse_kills_the_whole_family(client, user):
     # the newest refresh token, and every access token of the session, are dead
     assert (await _refresh(client, third["refresh"])).status_code == 401
     for access in (first["access"], second["access"], third["access"]):
-        assert not await _alive(client, access)
+        assert not await alive(client, access)
         assert await _verify(client, access) == 401
     assert await _verify(client, third["refresh"]) == 401
 
@@ -80,7 +74,7 @@ async def test_reuse_leaves_other_sessions_alone(client, user):
     other = await login(client, user)
     await _refresh(client, victim["refresh"])
     assert (await _refresh(client, victim["refresh"])).status_code == 401
-    assert await _alive(client, other["access"])
+    assert await alive(client, other["access"])
     assert (await _refresh(client, other["refresh"])).status_code == 200
 
 
@@ -93,7 +87,7 @@ async def test_twenty_concurrent_refreshes_exactly_one_succeeds(client, user):
         assert r.headers["Content-Type"].startswith("application/json")
     # the losers were reuse: the session, with the winner's tokens, is revoked
     winner = next(r.json() for r in responses if r.status_code == 200)
-    assert not await _alive(client, winner["access"])
+    assert not await alive(client, winner["access"])
 
 
 async def test_twenty_concurrent_refreshes_over_a_live_server(live_server, client, user):
@@ -116,7 +110,7 @@ async def test_logout_without_bearer_kills_session_and_its_access_tokens(client,
     else:
         out = await client.post("/api/auth/logout", json={"refresh": pair["refresh"]})
     assert out.status_code == 204 and out.content == b""
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
     assert (await _refresh(client, pair["refresh"])).status_code == 401
 
 
@@ -127,8 +121,8 @@ async def test_logout_with_bearer_of_another_session_kills_that_access_token_too
         "/api/auth/logout", json={"refresh": phone["refresh"]}, headers=bearer(laptop["access"])
     )
     assert out.status_code == 204
-    assert not await _alive(client, phone["access"])
-    assert not await _alive(client, laptop["access"])
+    assert not await alive(client, phone["access"])
+    assert not await alive(client, laptop["access"])
     # the laptop session itself lives on: its refresh token still works
     assert (await _refresh(client, laptop["refresh"])).status_code == 200
 
@@ -147,7 +141,7 @@ async def test_logout_with_a_bad_bearer_still_logs_out(client, user):
         "/api/auth/logout", json={"refresh": pair["refresh"]}, headers=bearer("garbage")
     )
     assert out.status_code == 204
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
 
 
 @pytest.mark.parametrize(
@@ -243,7 +237,7 @@ async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, 
     again = await store.rotate(**call)
     assert first.outcome == again.outcome == "ok"
     assert first.jti == again.jti == call["new_jti"]
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
     other = await store.rotate(**{**call, "new_jti": tokens.new_id()})
     assert other.outcome == "reuse"
 

@@ -8,17 +8,11 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from tests.conftest import bearer, login
+from tests.conftest import alive, bearer, login
 
 
 def _claims(token: str) -> dict:
     return jwt.decode(token, options={"verify_signature": False})
-
-
-async def _alive(client, access: str) -> bool:
-    response = await client.get("/api/auth/me", headers=bearer(access))
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 200
 
 
 async def _refreshes(client, refresh: str) -> bool:
@@ -39,12 +33,12 @@ async def test_logout_all_ends_every_session_of_the_user_only(client, make_user)
     out = await client.post("/api/auth/logout-all", headers=bearer(pairs[0]["access"]))
     assert out.status_code == 204 and out.content == b""
     for pair in pairs:
-        assert not await _alive(client, pair["access"])
+        assert not await alive(client, pair["access"])
         assert not await _refreshes(client, pair["refresh"])
-    assert await _alive(client, bobs["access"])
+    assert await alive(client, bobs["access"])
     # a login right after works, in the same second
     fresh = await login(client, alice)
-    assert await _alive(client, fresh["access"])
+    assert await alive(client, fresh["access"])
     assert await _refreshes(client, fresh["refresh"])
 
 
@@ -54,7 +48,7 @@ async def test_logout_all_needs_a_valid_bearer(client, user):
     assert missing.status_code == 401 and missing.json()["code"] == "not_authenticated"
     wrong_type = await client.post("/api/auth/logout-all", headers=bearer(pair["refresh"]))
     assert wrong_type.status_code == 401 and wrong_type.json()["code"] == "token_not_valid"
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
 
 
 async def test_logout_all_is_seen_by_another_server_process(client, live_server, user):
@@ -124,9 +118,9 @@ async def test_delete_one_session(client, user):
     sid = _claims(end["access"])["sid"]
     response = await client.delete(f"/api/auth/sessions/{sid}", headers=bearer(keep["access"]))
     assert response.status_code == 204
-    assert not await _alive(client, end["access"])
+    assert not await alive(client, end["access"])
     assert not await _refreshes(client, end["refresh"])
-    assert await _alive(client, keep["access"])
+    assert await alive(client, keep["access"])
     again = await client.delete(f"/api/auth/sessions/{sid}", headers=bearer(keep["access"]))
     assert again.status_code == 404 and again.json()["code"] == "not_found"
 
@@ -136,7 +130,7 @@ async def test_delete_the_current_session(client, user):
     sid = _claims(pair["access"])["sid"]
     response = await client.delete(f"/api/auth/sessions/{sid}", headers=bearer(pair["access"]))
     assert response.status_code == 204
-    assert not await _alive(client, pair["access"])
+    assert not await alive(client, pair["access"])
 
 
 async def test_another_users_session_is_404_and_untouched(client, make_user):
@@ -147,7 +141,7 @@ async def test_another_users_session_is_404_and_untouched(client, make_user):
     response = await client.delete(f"/api/auth/sessions/{sid}", headers=bearer(attacker["access"]))
     assert response.status_code == 404
     assert response.json() == {"detail": "No such session.", "code": "not_found"}
-    assert await _alive(client, victim["access"])
+    assert await alive(client, victim["access"])
     listed = (await client.get("/api/auth/sessions", headers=bearer(attacker["access"]))).json()
     assert sid not in {s["id"] for s in listed}
 
@@ -160,7 +154,7 @@ async def test_malformed_session_ids_are_404(client, user, sid):
     response = await client.delete(f"/api/auth/sessions/{sid}", headers=bearer(pair["access"]))
     assert response.status_code == 404
     assert response.headers["Content-Type"].startswith("application/json")
-    assert await _alive(client, pair["access"])
+    assert await alive(client, pair["access"])
 
 
 async def test_sessions_endpoints_need_bearer(client):
