@@ -6,7 +6,7 @@ import httpx
 from django.test import override_settings
 
 from project.asgi import application
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, LiveServer
 
 
 async def _fail(client, username, **kw):
@@ -86,3 +86,37 @@ async def test_bad_rate_setting_is_a_clear_error():
         assert "AUTHAPI_LOGIN_RATE" in str(exc)
     else:
         raise AssertionError("a bad rate was accepted")
+
+
+async def test_uvicorns_own_proxy_headers_do_not_pick_the_bucket(make_user):
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default and rewrites the peer;
+    with AUTHAPI_TRUSTED_PROXIES unset the socket peer must stay the client regardless."""
+    user = await make_user()
+    with LiveServer() as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for i in range(5):
+                spoofed = {"X-Forwarded-For": f"198.51.100.{i}"}
+                response = await http.post(
+                    "/api/auth/login",
+                    json={"username": user.username, "password": "wrong"},
+                    headers=spoofed,
+                )
+                assert response.status_code == 401
+            throttled = await http.post(
+                "/api/auth/login",
+                json={"username": user.username, "password": "wrong"},
+                headers={"X-Forwarded-For": "198.51.100.77:4242"},
+            )
+            assert throttled.status_code == 429
+            assert int(throttled.headers["Retry-After"]) > 0
+            # and a session records the real peer, not the forwarded address
+            other = await make_user()
+            pair = await http.post(
+                "/api/auth/login",
+                json={"username": other.username, "password": PASSWORD},
+                headers={"X-Forwarded-For": "198.51.100.9"},
+            )
+            listed = await http.get(
+                "/api/auth/sessions", headers={"Authorization": f"Bearer {pair.json()['access']}"}
+            )
+            assert listed.json()[0]["ip"] == "127.0.0.1"
