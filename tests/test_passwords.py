@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.hashers import make_password
 from django.test import override_settings
 
 from tests import hashers
-from tests.conftest import PASSWORD, bearer, login
+from tests.conftest import bearer, login
 
 RECORDING = ["tests.hashers.RecordingHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -44,20 +43,19 @@ async def test_unknown_user_costs_a_hash_too(client):
 
 
 async def test_outdated_hash_is_upgraded_without_ending_sessions(client, make_user):
-    user = await make_user()
-    first = await login(client, user)
-    old = await sync_to_async(make_password)(PASSWORD, hasher="pbkdf2_sha256")
-
-    def downgrade():
-        type(user).objects.filter(pk=user.pk).update(password=old)  # no signals
-
-    await sync_to_async(downgrade)()
-    # MD5 is the preferred hasher in the test settings: PBKDF2 hashes must_update.
+    pbkdf2_first = ["django.contrib.auth.hashers.PBKDF2PasswordHasher", *RECORDING[1:]]
+    with override_settings(PASSWORD_HASHERS=pbkdf2_first):
+        user = await make_user()
+        first = await login(client, user)  # a session opened under the PBKDF2 hash
+    # back to the test settings, where MD5 is preferred: PBKDF2 hashes must be upgraded
     await login(client, user)
     await sync_to_async(user.refresh_from_db)()
     assert user.password.startswith("md5$")
     still = await client.get("/api/auth/me", headers=bearer(first["access"]))
     assert still.status_code == 200
+    # the upgrade is not a password change: the older session still refreshes
+    refreshed = await client.post("/api/auth/refresh", json={"refresh": first["refresh"]})
+    assert refreshed.status_code == 200, refreshed.text
 
 
 async def test_default_pbkdf2_hasher_logs_in(client, make_user):
