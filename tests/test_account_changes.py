@@ -171,3 +171,45 @@ async def test_me_for_a_user_deleted_without_signals(client, user):
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
     assert await _refresh_status(client, pair["refresh"]) == 401
+
+
+async def test_password_change_through_the_admin_pages_ends_sessions(client, make_user):
+    """The real admin, over HTTP: log in as staff, change a user's password on its page."""
+    import re
+
+    import httpx
+
+    from project.asgi import application
+
+    staff = await make_user(is_staff=True, is_superuser=True)
+    target = await make_user()
+    pairs = [await login(client, target) for _ in range(2)]
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50004))
+
+    def csrf_of(page: httpx.Response) -> str:
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert found is not None, page.text[:500]
+        return found[1]
+
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as admin:
+        page = await admin.get("/admin/login/")
+        form = {"username": staff.username, "password": PASSWORD, "next": "/admin/"}
+        done = await admin.post(
+            "/admin/login/", data={**form, "csrfmiddlewaretoken": csrf_of(page)}
+        )
+        assert done.status_code == 302
+        url = f"/admin/auth/user/{target.pk}/password/"
+        page = await admin.get(url)
+        assert page.status_code == 200
+        changed = await admin.post(
+            url,
+            data={
+                "csrfmiddlewaretoken": csrf_of(page),
+                "password1": NEW_PASSWORD,
+                "password2": NEW_PASSWORD,
+                "usable_password": "true",
+            },
+        )
+        assert changed.status_code == 302, changed.text[:2000]
+    await _assert_all_dead(client, pairs)
+    await login(client, target, password=NEW_PASSWORD)
