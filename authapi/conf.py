@@ -49,7 +49,7 @@ class AuthSettings:
     custom_claims: str | None = None
     jwks_max_age: int = 300
     cookies: bool = False
-    cookie_secure: bool = True
+    cookie_secure: bool | None = None  # None: Secure except for plain http on loopback
     cookie_domain: str | None = None
 
     @property
@@ -93,6 +93,12 @@ def _bool(name: str, value: Any, default: bool) -> bool:
     if text in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"AUTHAPI_{name} has value {value!r}. Expected 1 or 0.")
+
+
+def _optional_bool(name: str, value: Any) -> bool | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):
+        return None
+    return _bool(name, value, False)
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -162,7 +168,7 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         custom_claims=_text("CUSTOM_CLAIMS", raw.get("CUSTOM_CLAIMS")),
         jwks_max_age=_int("JWKS_MAX_AGE", raw.get("JWKS_MAX_AGE"), 300, 0),
         cookies=_bool("COOKIES", raw.get("COOKIES"), False),
-        cookie_secure=_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE"), True),
+        cookie_secure=_optional_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE")),
         cookie_domain=_text("COOKIE_DOMAIN", raw.get("COOKIE_DOMAIN")),
     )
 

@@ -6,9 +6,12 @@ A browser app then never holds a token in JavaScript. Login and refresh set
 * ``authapi_refresh``: the refresh token; HttpOnly, SameSite=Strict, path ``/api/`` only;
 * ``authapi_csrf``: a random value the app reads and echoes in ``X-CSRF-Token``;
 
-all ``Secure`` unless ``AUTHAPI_COOKIE_SECURE=0``. A request authenticated by a cookie
+all ``Secure``, except on plain http to a loopback host (local development, where
+browsers treat localhost as secure anyway and other clients would drop Secure cookies);
+``AUTHAPI_COOKIE_SECURE=1`` or ``0`` forces it. A request authenticated by a cookie
 (not by an ``Authorization`` header or a token in the body) must, for any method but
-GET/HEAD/OPTIONS, send ``X-CSRF-Token`` equal to the csrf cookie, else 403 ``csrf_failed``.
+GET/HEAD/OPTIONS, send ``X-CSRF-Token`` (or Django's ``X-CSRFToken``) equal to the csrf
+cookie, else 403 ``csrf_failed``.
 Logout and logout-all clear the cookies. Cookies are only ever set for a same-origin
 request (``Sec-Fetch-Site`` and ``Origin``), so a cross-site form cannot log a browser
 into someone else's account (login CSRF); such a login still gets its JSON pair.
@@ -22,6 +25,7 @@ from typing import Any
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
+from django.http.request import split_domain_port
 
 from authapi import conf
 from authapi.errors import CsrfFailed
@@ -42,7 +46,7 @@ def check_csrf(request: HttpRequest) -> None:
     if request.method in _SAFE_METHODS:
         return
     cookie = request.COOKIES.get(CSRF, "")
-    header = request.headers.get(CSRF_HEADER, "")
+    header = request.headers.get(CSRF_HEADER) or request.headers.get("X-CSRFToken", "")
     if not cookie or not header or not hmac.compare_digest(cookie.encode(), header.encode()):
         raise CsrfFailed()
 
@@ -84,8 +88,23 @@ def _same_origin(request: HttpRequest) -> bool:
         return False
 
 
-def _common(cfg: conf.AuthSettings) -> dict[str, Any]:
-    return {"secure": cfg.cookie_secure, "domain": cfg.cookie_domain}
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def _secure(cfg: conf.AuthSettings, request: HttpRequest) -> bool:
+    if cfg.cookie_secure is not None:
+        return cfg.cookie_secure
+    if request.is_secure():
+        return True
+    try:
+        domain, _ = split_domain_port(request.get_host())
+    except DisallowedHost:
+        return True
+    return domain not in _LOOPBACK
+
+
+def _common(cfg: conf.AuthSettings, request: HttpRequest) -> dict[str, Any]:
+    return {"secure": _secure(cfg, request), "domain": cfg.cookie_domain}
 
 
 def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, Any]) -> None:
@@ -93,7 +112,7 @@ def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, A
     cfg = conf.get()
     if not cfg.cookies or not _same_origin(request):
         return
-    common = _common(cfg)
+    common = _common(cfg, request)
     response.set_cookie(
         ACCESS, pair["access"], max_age=pair["expires_in"], path="/",
         httponly=True, samesite="Lax", **common,

@@ -140,12 +140,48 @@ async def test_cookies_are_off_by_default(client, user):
     assert me.status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("base_url", "secure"),
+    [("http://127.0.0.1", False), ("http://localhost", False), ("https://127.0.0.1", True),
+     ("http://testserver", True)],
+)  # fmt: skip
+async def test_secure_by_default_except_plain_http_on_loopback(
+    authapi_settings, user, base_url, secure
+):
+    from project.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50005))
+    with authapi_settings(COOKIES="1"):
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as c:
+            response = await c.post(
+                "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+            )
+            access = _set_cookies(response)["authapi_access"]["authapi_access"]
+            assert bool(access["secure"]) is secure
+            if not secure:  # a plain-http client keeps and sends them back
+                assert (await c.get("/api/auth/me")).status_code == 200
+                csrf = {"X-CSRFToken": c.cookies["authapi_csrf"]}  # Django's header name
+                assert (await c.post("/api/auth/logout-all", headers=csrf)).status_code == 204
+
+
+async def test_cookie_secure_can_be_forced(authapi_settings, user):
+    from project.asgi import application
+
+    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50006))
+    with authapi_settings(COOKIES="1", COOKIE_SECURE="1"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            response = await c.post(
+                "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+            )
+    assert _set_cookies(response)["authapi_access"]["authapi_access"]["secure"]
+
+
 async def test_cookie_secure_can_be_turned_off_explicitly(authapi_settings, user):
     from project.asgi import application
 
     transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50002))
     with authapi_settings(COOKIES="1", COOKIE_SECURE="0"):
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1") as c:
             response = await c.post(
                 "/api/auth/login", json={"username": user.username, "password": PASSWORD}
             )
