@@ -5,6 +5,7 @@ Views call these; they speak tokens and the store, and raise only ``AuthApiError
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest
-from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
@@ -87,8 +87,13 @@ async def get_user(user_id: int | str) -> Any | None:
 
 
 def password_mark(user: Any) -> str:
-    """A keyed digest of the user's password hash: changes whenever the password does."""
-    return salted_hmac("authapi.password-mark", user.password or "").hexdigest()[:24]
+    """A digest of the user's password hash: changes whenever the password does.
+
+    Not keyed with SECRET_KEY, so rotating that key does not end every session; the hash
+    it digests carries a random salt, so the digest tells a reader of Redis nothing.
+    """
+    digest = hashlib.sha256(b"authapi.password-mark\x00" + (user.password or "").encode())
+    return digest.hexdigest()[:24]
 
 
 def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ only ever name keys of that same tag.
 
 * ``authapi:{u42}:s:<sid>``  hash: one session (rotation family). Fields ``cur``/``prev``
   refresh jti, ``cur_iat``/``cur_exp``, ``acc_exp``, ``max_exp``, ``created``, ``last_used``,
-  ``ua``, ``ip``, ``pw`` (keyed digest of the password hash), and ``rj:<jti>`` for single
+  ``ua``, ``ip``, ``pw`` (digest of the password hash), and ``rj:<jti>`` for single
   access tokens revoked. Expires when the last token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
 * ``authapi:throttle:<hash>``  failed-login counter per (client IP, username).

@@ -392,3 +392,15 @@ async def test_iat_in_the_future_is_allowed_only_within_leeway(client, user, aut
                 early, key.signing, algorithm=key.algorithm, headers={"kid": key.kid}
             )
             assert await _status(client, token) == status
+
+
+async def test_rotating_django_secret_key_keeps_asymmetric_sessions(client, user, authapi_settings):
+    """With a PEM signing key, SECRET_KEY signs nothing of ours: changing it ends nothing."""
+    from django.test import override_settings
+
+    with authapi_settings(**_key_settings("EdDSA")):
+        pair = await login(client, user)
+        with override_settings(SECRET_KEY="a-brand-new-django-secret-" + "z" * 40):
+            refreshed = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+            assert refreshed.status_code == 200, refreshed.text
+            assert await _status(client, refreshed.json()["access"]) == 200
