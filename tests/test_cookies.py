@@ -164,29 +164,22 @@ async def test_secure_by_default_except_plain_http_on_loopback(
                 assert (await c.post("/api/auth/logout-all", headers=csrf)).status_code == 204
 
 
-async def test_cookie_secure_can_be_forced(authapi_settings, user):
+@pytest.mark.parametrize(
+    ("setting", "base_url", "secure"),
+    [("1", "http://127.0.0.1", True), ("0", "https://127.0.0.1", False)],
+    ids=["forced-on", "forced-off"],
+)
+async def test_cookie_secure_setting_wins(authapi_settings, user, setting, base_url, secure):
     from project.asgi import application
 
     transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50006))
-    with authapi_settings(COOKIES="1", COOKIE_SECURE="1"):
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-            response = await c.post(
-                "/api/auth/login", json={"username": user.username, "password": PASSWORD}
-            )
-    assert _set_cookies(response)["authapi_access"]["authapi_access"]["secure"]
-
-
-async def test_cookie_secure_can_be_turned_off_explicitly(authapi_settings, user):
-    from project.asgi import application
-
-    transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50002))
-    with authapi_settings(COOKIES="1", COOKIE_SECURE="0"):
-        async with httpx.AsyncClient(transport=transport, base_url="https://127.0.0.1") as c:
+    with authapi_settings(COOKIES="1", COOKIE_SECURE=setting):
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as c:
             response = await c.post(
                 "/api/auth/login", json={"username": user.username, "password": PASSWORD}
             )
     access = _set_cookies(response)["authapi_access"]["authapi_access"]
-    assert not access["secure"] and access["httponly"]
+    assert bool(access["secure"]) is secure and access["httponly"]
 
 
 def test_bad_cookie_setting_is_an_error(authapi_settings):
