@@ -11,10 +11,11 @@ browsers treat localhost as secure anyway and other clients would drop Secure co
 ``AUTHAPI_COOKIE_SECURE=1`` or ``0`` forces it. A request authenticated by a cookie
 (not by an ``Authorization`` header or a token in the body) must, for any method but
 GET/HEAD/OPTIONS, send ``X-CSRF-Token`` (or Django's ``X-CSRFToken``) equal to the csrf
-cookie, else 403 ``csrf_failed``.
-Logout and logout-all clear the cookies. Cookies are only ever set for a same-origin
-request (``Sec-Fetch-Site`` and ``Origin``), so a cross-site form cannot log a browser
-into someone else's account (login CSRF); such a login still gets its JSON pair.
+cookie, else 403 ``csrf_failed``. Logout and logout-all clear the cookies.
+
+Cookies are only ever set for a same-origin request (``Sec-Fetch-Site`` and ``Origin``),
+so a cross-site form cannot log a browser into someone else's account (login CSRF); such
+a login still gets its JSON pair.
 """
 
 from __future__ import annotations
