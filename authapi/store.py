@@ -173,20 +173,29 @@ async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
     try:
         return await operation(store)
     except RedisConnectionError as exc:
-        await _revive_embedded()
+        if not await _revive_embedded():
+            raise StoreUnavailable() from exc
+    except (RedisError, OSError) as exc:
         raise StoreUnavailable() from exc
+    # The embedded server was gone and is back: this request gets its answer.
+    try:
+        return await operation(store)
     except (RedisError, OSError) as exc:
         raise StoreUnavailable() from exc
 
 
-async def _revive_embedded() -> None:
-    """The embedded server died (killed, OOM): start it again so the next request works."""
+async def _revive_embedded() -> bool:
+    """Start the embedded server again if its process is gone (killed, OOM); True if so.
+
+    A server that lives but does not answer (stalled) is left alone: requests fail closed.
+    """
     if getattr(settings, "REDIS_URL", None):
-        return  # an operator's server: not ours to start
+        return False  # an operator's server: not ours to start
     try:
-        await asyncio.to_thread(embedded.ensure, settings.DATA_DIR)
+        return await asyncio.to_thread(embedded.revive, settings.DATA_DIR)
     except Exception:
         logger.exception("could not restart the embedded valkey-server")
+        return False
 
 
 def run_sync(operation: Callable[[], Awaitable[T]]) -> T:

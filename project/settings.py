@@ -6,10 +6,11 @@ Parsing only; validation of the AUTHAPI values happens in ``authapi.conf``.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import dj_database_url
+
+from authapi import datadir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("AUTHAPI_DATA_DIR") or BASE_DIR / "var")
@@ -19,25 +20,9 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _local_secret_key() -> str:
-    """Read, or create once with mode 0600, the development secret kept beside the data."""
-    path = DATA_DIR / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker won the race
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return key
-
-
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _local_secret_key()
+# 0700, and every file in it 0600: it holds the secret, the database and the store.
+DATA_DIR = datadir.prepare(DATA_DIR)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or datadir.secret(DATA_DIR / "secret_key")
 # Read by authapi's deploy check: production should set DJANGO_SECRET_KEY itself.
 AUTHAPI_SECRET_KEY_GENERATED = not os.environ.get("DJANGO_SECRET_KEY")
 DEBUG = _truthy(os.environ.get("DJANGO_DEBUG"))
@@ -98,7 +83,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # SQLite gives its -wal and -shm files the database file's mode: make that 0600 first.
+    datadir.touch_private(Path(DATABASES["default"]["NAME"]))
     # WAL lets the async ORM's thread read while another worker writes.
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
 
