@@ -90,7 +90,32 @@ def fast_middleware_check(app_configs: Any = None, **kwargs: Any) -> list[checks
     return found
 
 
+def backend_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django's own login doors (the admin) bypass the throttle without our backend."""
+    from django.utils.module_loading import import_string
+
+    from authapi.backends import ThrottledModelBackend
+
+    for path in settings.AUTHENTICATION_BACKENDS:
+        try:
+            backend = import_string(path)
+        except ImportError:
+            continue  # Django's own checks and the first login report it
+        if isinstance(backend, type) and issubclass(backend, ThrottledModelBackend):
+            return []
+    return [
+        checks.Warning(
+            "Logins through Django's authenticate() (the admin's login page) are not "
+            "throttled: no AUTHENTICATION_BACKENDS entry is authapi's throttled backend.",
+            hint='Put "authapi.backends.ThrottledModelBackend" in AUTHENTICATION_BACKENDS '
+            "in place of django.contrib.auth.backends.ModelBackend.",
+            id="authapi.W002",
+        )
+    ]
+
+
 def register() -> None:
     checks.register(settings_check, "authapi")
+    checks.register(backend_check, "authapi")
     checks.register(deploy_check, "authapi", deploy=True)
     checks.register(fast_middleware_check, "authapi", deploy=True)

@@ -42,6 +42,7 @@ class AuthSettings:
     audience: tuple[str, ...] = ()
     leeway: int = 0
     login_rate: tuple[int, int] | None = (5, 60)
+    login_rate_per_ip: tuple[int, int] | None = (60, 60)
     trusted_proxies: tuple[Network, ...] = ()
     session_max_age: int = 2592000
     max_sessions: int = 100
@@ -111,9 +112,9 @@ def _list(value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
-def _rate(value: Any) -> tuple[int, int] | None:
+def _rate(name: str, value: Any, default: tuple[int, int]) -> tuple[int, int] | None:
     if value is None:
-        return (5, 60)
+        return default
     if isinstance(value, int) and not isinstance(value, bool):
         return None if value == 0 else (value, 60)
     text = str(value).strip()
@@ -122,7 +123,7 @@ def _rate(value: Any) -> tuple[int, int] | None:
     match = _RATE.match(text)
     if not match:
         raise ImproperlyConfigured(
-            f"AUTHAPI_LOGIN_RATE has value {text!r}. Expected 'N/period' such as '5/min', or 0."
+            f"AUTHAPI_{name} has value {text!r}. Expected 'N/period' such as '5/min', or 0."
         )
     count, multiplier, unit = int(match[1]), int(match[2] or 1), match[3][0]
     if count == 0:
@@ -160,7 +161,8 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         issuer=_text("ISSUER", raw.get("ISSUER")),
         audience=_list(raw.get("AUDIENCE")),
         leeway=_int("LEEWAY", raw.get("LEEWAY"), 0, 0),
-        login_rate=_rate(raw.get("LOGIN_RATE")),
+        login_rate=_rate("LOGIN_RATE", raw.get("LOGIN_RATE"), (5, 60)),
+        login_rate_per_ip=_rate("LOGIN_RATE_PER_IP", raw.get("LOGIN_RATE_PER_IP"), (60, 60)),
         trusted_proxies=_networks(raw.get("TRUSTED_PROXIES")),
         session_max_age=_int("SESSION_MAX_AGE", raw.get("SESSION_MAX_AGE"), 2592000, 1),
         max_sessions=_int("MAX_SESSIONS_PER_USER", raw.get("MAX_SESSIONS_PER_USER"), 100, 1),

@@ -12,7 +12,7 @@ from typing import Any
 from django.dispatch import Signal
 from django.http import HttpRequest
 
-from authapi.throttle import client_ip, user_agent
+from authapi.client import client_ip, user_agent
 
 logger = logging.getLogger("authapi.security")
 

@@ -1,5 +1,6 @@
 """ASGI lifespan around Django's handler: the embedded store starts with the worker and is
-released when the worker stops.
+released when the worker stops. Requests get their real socket peer back first
+(:func:`authapi.client.restore_peer`).
 
 uvicorn re-raises SIGTERM after a graceful shutdown, so a worker dies by the signal and
 ``atexit`` never runs there; lifespan ``shutdown`` is the one hook that does.
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from authapi import embedded
+from authapi import client, embedded
 
 logger = logging.getLogger("authapi")
 
@@ -34,11 +35,14 @@ def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
+            if scope["type"] == "http":
+                client.restore_peer(scope, send)
             await app(scope, receive, send)
             return
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                client.warn_if_server_rewrites(receive)
                 try:
                     if _embedded():
                         await asyncio.to_thread(embedded.ensure, settings.DATA_DIR)

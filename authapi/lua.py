@@ -126,8 +126,34 @@ end
 return out
 """
 
-FAIL = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+# Reserve one login attempt on both allowances, or say how long to wait (ms) if either is
+# used up. KEYS: the (IP, username) counter and the IP counter, under one hash tag.
+ATTEMPT = """
+local pair, per_ip = KEYS[1], KEYS[2]
+local pair_limit, pair_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ip_limit, ip_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function wait(key, limit, period)
+  if limit <= 0 then return 0 end
+  if tonumber(redis.call('GET', key) or '0') < limit then return 0 end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then redis.call('PEXPIRE', key, period); ttl = period end
+  return ttl
+end
+local ms = math.max(wait(pair, pair_limit, pair_ms), wait(per_ip, ip_limit, ip_ms))
+-- throttled: refused and not counted
+if ms > 0 then return ms end
+local function count(key, limit, period)
+  if limit <= 0 then return end
+  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, period) end
+end
+count(pair, pair_limit, pair_ms)
+count(per_ip, ip_limit, ip_ms)
+return 0
+"""
+
+# A successful login: the username's failures are forgotten, the IP gets its attempt back.
+REFUND = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 0
 """

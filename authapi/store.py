@@ -10,7 +10,8 @@ only ever name keys of that same tag.
   ``ua``, ``ip``, ``pw`` (digest of the password hash), and ``rj:<jti>`` for single
   access tokens revoked. Expires when the last token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
-* ``authapi:throttle:<hash>``  failed-login counter per (client IP, username).
+* ``authapi:{t<ip hash>}:u:<username hash>``  login attempts per (client IP, username);
+  ``authapi:{t<ip hash>}:ip`` per client IP. Both expire with their window.
 
 ``redis.exceptions.RedisError`` stops here: it becomes ``StoreUnavailable`` (503).
 """
@@ -40,8 +41,9 @@ from redis.exceptions import RedisError
 from authapi import embedded, redis_url
 from authapi.errors import StoreUnavailable
 from authapi.lua import (
-    FAIL,
+    ATTEMPT,
     LIST,
+    REFUND,
     REHASH,
     REVOKE_ACCESS,
     REVOKE_SESSION,
@@ -67,9 +69,17 @@ def index_key(user_id: int | str) -> str:
     return f"{user_prefix(user_id)}sessions"
 
 
-def throttle_key(ip: str, username: str) -> str:
-    digest = hashlib.sha256(f"{ip}\x00{username.casefold()}".encode()).hexdigest()[:32]
-    return f"authapi:throttle:{digest}"
+class Attempt(NamedTuple):
+    """The two throttle counters of a login attempt; one hash tag, so one script."""
+
+    pair: str
+    per_ip: str
+
+
+def attempt_keys(ip: str, username: str) -> Attempt:
+    tag = hashlib.sha256(ip.encode()).hexdigest()[:24]
+    name = hashlib.sha256(username.casefold().encode()).hexdigest()[:24]
+    return Attempt(f"authapi:{{t{tag}}}:u:{name}", f"authapi:{{t{tag}}}:ip")
 
 
 _RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2, (RedisConnectionError,))
@@ -87,7 +97,8 @@ class Store:
     revoke_access: AsyncScript
     list: AsyncScript
     rehash: AsyncScript
-    fail: AsyncScript
+    attempt: AsyncScript
+    refund: AsyncScript
 
     async def close(self) -> None:
         """Close the client, and the sentinel clients behind a Sentinel URL."""
@@ -119,7 +130,8 @@ class Store:
             revoke_access=redis.register_script(REVOKE_ACCESS),
             list=redis.register_script(LIST),
             rehash=redis.register_script(REHASH),
-            fail=redis.register_script(FAIL),
+            attempt=redis.register_script(ATTEMPT),
+            refund=redis.register_script(REFUND),
         )
 
 
@@ -335,29 +347,20 @@ async def list_sessions(user_id: int | str) -> list[SessionInfo]:
     return [SessionInfo(r[0], int(r[1]), int(r[2]), r[3], r[4], int(r[5]), int(r[6])) for r in rows]
 
 
-async def throttle_wait(key: str, limit: int) -> int:
-    """Seconds the caller must wait before trying again; 0 when allowed."""
-    count, ttl = await _run(lambda s: _count_and_ttl(s, key))
-    if count is None or int(count) < limit:
-        return 0
-    return max(1, -(-int(ttl) // 1000))
+async def reserve_attempt(
+    attempt: Attempt, per_pair: tuple[int, int] | None, per_ip: tuple[int, int] | None
+) -> int:
+    """Count one attempt on both allowances (``(count, seconds)``, None: off); return the
+    seconds to wait instead when either is used up (then nothing is counted)."""
+    pair_limit, pair_s = per_pair or (0, 0)
+    ip_limit, ip_s = per_ip or (0, 0)
+    args = [pair_limit, pair_s * 1000, ip_limit, ip_s * 1000]
+    ms = int(await _run(lambda s: s.attempt(keys=list(attempt), args=args)))
+    return -(-ms // 1000) if ms > 0 else 0
 
 
-async def _count_and_ttl(store: Store, key: str) -> list[Any]:
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.pttl(key)
-        result: list[Any] = await pipe.execute()
-    return result
-
-
-async def throttle_fail(key: str, period_s: int) -> int:
-    """Count one failed login; the window starts at the first failure."""
-    return int(await _run(lambda s: s.fail(keys=[key], args=[period_s * 1000])))
-
-
-async def throttle_clear(key: str) -> None:
-    await _run(lambda s: s.redis.delete(key))
+async def refund_attempt(attempt: Attempt) -> None:
+    await _run(lambda s: s.refund(keys=list(attempt)))
 
 
 async def ping() -> bool:

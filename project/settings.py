@@ -58,6 +58,9 @@ MIDDLEWARE = [
 # Django's deploy checks look for its own class names; authapi.checks runs them over ours.
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 
+# Django's own login (the admin) shares the API's throttle of login attempts.
+AUTHENTICATION_BACKENDS = ["authapi.backends.ThrottledModelBackend"]
+
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"
 

@@ -140,8 +140,8 @@ async def test_every_key_expires_by_itself(client, make_user, redis_client, auth
 
 async def test_throttle_keys_expire_too(client, user, redis_client):
     await client.post("/api/auth/login", json={"username": user.username, "password": "wrong"})
-    keys = await redis_client.keys("authapi:throttle:*")
-    assert keys
+    keys = await redis_client.keys("authapi:{t*")
+    assert len(keys) >= 2
     assert all([await redis_client.pttl(k) > 0 for k in keys])
 
 

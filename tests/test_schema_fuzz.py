@@ -36,7 +36,7 @@ def _user():
 def _fresh_access_token() -> str:
     """A new session each call: logout-all in one example must not starve the next."""
     request, user = RequestFactory().post("/api/auth/login"), _user()
-    pair = store.run_sync(lambda: sessions.start(user, request))
+    _, pair = store.run_sync(lambda: sessions.start(user, request))
     return str(pair["access"])
 
 
