@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
 from authapi import conf, events, passwords, store, throttle, tokens
+from authapi.client import client_ip, user_agent
 from authapi.errors import (
     AuthenticationFailed,
     DatabaseUnavailable,
@@ -106,8 +107,8 @@ def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int
     }
 
 
-async def start(user: Any, request: HttpRequest) -> dict[str, Any]:
-    """Open a new session for ``user`` and return its first token pair."""
+async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
+    """Open a new session for ``user``; return its id and first token pair."""
     cfg = conf.get()
     moment = tokens.now()
     now, now_ms = int(moment), int(moment * 1000)
@@ -125,8 +126,8 @@ async def start(user: Any, request: HttpRequest) -> dict[str, Any]:
         access_exp=access_exp,
         max_exp=max_exp,
         now_ms=now_ms,
-        user_agent=throttle.user_agent(request),
-        ip=throttle.client_ip(request),
+        user_agent=user_agent(request),
+        ip=client_ip(request),
         max_sessions=cfg.max_sessions,
         password_mark=password_mark(user),
     )
@@ -137,14 +138,34 @@ async def start(user: Any, request: HttpRequest) -> dict[str, Any]:
     common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra}
     access = tokens.encode(tokens.build("access", exp=access_exp, **common))
     refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
-    await events.emit("login_succeeded", request, user_id=uid, session_id=sid)
-    return _pair(access, refresh, access_exp, refresh_exp, now)
+    return sid, _pair(access, refresh, access_exp, refresh_exp, now)
+
+
+async def _unchanged(user: Any) -> bool:
+    """Whether ``user``'s password hash and active flag are still what the login checked."""
+    model = get_user_model()
+    fields = [f.name for f in model._meta.concrete_fields if f.name in {"password", "is_active"}]
+    try:
+        row = await model._default_manager.filter(pk=user.pk).values(*fields).afirst()
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+    return (
+        row is not None
+        and row.get("password", user.password) == user.password
+        and bool(row.get("is_active", True))
+    )
 
 
 @sensitive_variables("password")
 async def login(request: HttpRequest, username: str, password: str) -> dict[str, Any]:
-    """Check credentials off the loop (throttled), then start a session."""
-    key = await throttle.check(request, username)
+    """Reserve a throttled attempt, check credentials off the loop, then start a session.
+
+    A password change or deactivation saved while the password was being checked ends
+    every session that existed then; the session started here may come just after, so
+    the user's row is read again once the session exists, and the session is ended
+    before any token leaves if the row moved on.
+    """
+    attempt = await throttle.reserve(request, username)
     try:
         user = await passwords.find_user(username)
     except DatabaseError as exc:
@@ -154,15 +175,23 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
         password, user.password if user is not None and usable else None
     )
     if not ok or not getattr(user, "is_active", True):
-        await throttle.failed(key)
         await events.emit("login_failed", request, user_id=user.pk if user else None)
         raise AuthenticationFailed()
     if upgrade:
         old_mark = password_mark(user)
         await passwords.rehash(user, password)
         await store.remark_password(user_id_of(user), old_mark, password_mark(user))
-    await throttle.succeeded(key)
-    return await start(user, request)
+    await throttle.succeeded(attempt)
+    sid, pair = await start(user, request)
+    uid = user_id_of(user)
+    if not await _unchanged(user):
+        await store.revoke_session(uid, sid)
+        await events.emit(
+            "login_failed", request, user_id=uid, session_id=sid, reason="account_changed"
+        )
+        raise AuthenticationFailed()
+    await events.emit("login_succeeded", request, user_id=uid, session_id=sid)
+    return pair
 
 
 async def _session_ended(request: HttpRequest, claims: tokens.Claims, reason: str) -> None:
@@ -191,8 +220,8 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         refresh_exp=now + cfg.refresh_lifetime,
         access_exp=now + cfg.access_lifetime,
         reuse_interval_ms=cfg.reuse_interval * 1000,
-        user_agent=throttle.user_agent(request),
-        ip=throttle.client_ip(request),
+        user_agent=user_agent(request),
+        ip=client_ip(request),
         password_mark=password_mark(user),
     )
     if rotation.outcome == "stale":

@@ -4,6 +4,8 @@ or a deleted user revokes every session and access token of that user.
 Caught on the model's save and delete, so it covers ``set_password()`` + ``save()``, the
 admin, ``changepassword`` and any code that saves a new hash. ``QuerySet.update()`` sends
 no signals; refresh re-checks that the user exists and is active all the same.
+Revocation runs when the change commits, and a login re-reads the user after starting its
+session, so a login that raced the change cannot outlive it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from authapi import events, store
@@ -35,14 +38,22 @@ def _before_save(sender: Any, instance: Any, update_fields: Any = None, **kwargs
     )
 
 
-def _after_save(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+def _after_save(
+    sender: Any, instance: Any, created: bool = False, using: str = "default", **kwargs: Any
+) -> None:
     if getattr(instance, "_authapi_revoke", False):
         instance._authapi_revoke = False
-        revoke_user_sync(instance.pk, "account_changed")
+        _on_commit(instance.pk, "account_changed", using)
 
 
-def _after_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
-    revoke_user_sync(instance.pk, "user_deleted")
+def _after_delete(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
+    _on_commit(instance.pk, "user_deleted", using)
+
+
+def _on_commit(pk: Any, reason: str, using: str) -> None:
+    """Revoke once the change is visible to other connections (at once in autocommit):
+    a login that reads the user after the revocation then sees the new row."""
+    transaction.on_commit(lambda: revoke_user_sync(pk, reason), using=using, robust=False)
 
 
 def revoke_user_sync(pk: Any, reason: str) -> int:
