@@ -21,7 +21,8 @@ TokenType = Literal["access", "refresh"]
 REQUIRED = ("token_type", "exp", "iat", "jti", "user_id", "sid")
 RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub"})
 MAX_TOKEN_LENGTH = 8192
-_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch: "$" would let a final "\n" through
 
 
 def now() -> float:
@@ -82,11 +83,17 @@ def build(
     return payload
 
 
-def _int_claim(payload: dict[str, Any], name: str) -> int:
+def _time_claim(payload: dict[str, Any], name: str) -> int:
     value = payload[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenInvalid(f"Token claim '{name}' must be a number")
+    if not 0 <= value <= MAX_TIME:  # also NaN, which compares false to everything
+        raise TokenInvalid(f"Token claim '{name}' is out of range")
     return int(value)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
@@ -119,14 +126,14 @@ def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
     kinds = (expected,) if isinstance(expected, str) else expected
     if token_type not in kinds:
         raise TokenInvalid("Token has wrong type")
-    exp, iat = _int_claim(payload, "exp"), _int_claim(payload, "iat")
+    exp, iat = _time_claim(payload, "exp"), _time_claim(payload, "iat")
     moment = now()
     if exp <= moment - cfg.leeway:
         raise TokenInvalid("Token is expired")
     if iat > moment + cfg.leeway:
         raise TokenInvalid("Token is not yet valid (iat)")
     jti, sid, user_id = payload["jti"], payload["sid"], payload["user_id"]
-    if not (isinstance(jti, str) and _ID.match(jti) and isinstance(sid, str) and _ID.match(sid)):
+    if not (_is_id(jti) and _is_id(sid)):
         raise TokenInvalid("Token has a malformed jti or sid")
     if isinstance(user_id, bool) or not isinstance(user_id, int | str) or user_id == "":
         raise TokenInvalid("Token has a malformed user_id")
