@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from ninja import NinjaAPI, Router
+from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from authapi import cookies, schemas, sessions, store
@@ -37,11 +40,31 @@ api = NinjaAPI(
 
 ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
 AUTH_ERRORS: dict[int, Any] = {401: Error, 403: Error, 503: Error}
-_SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch, never "$": it allows a final "\n"
 
 
 def _no_content() -> HttpResponse:
     return HttpResponse(status=204)
+
+
+Run = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def _never_cached(run: Run) -> Run:
+    """Mark every answer of the operation, errors included, never to be stored (RFC 6749 5.1)."""
+
+    @functools.wraps(run)
+    async def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
+        response = await run(request, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+    return wrapper
+
+
+# Under the route decorator, so that the simplejwt aliases of the view get it too.
+no_store = decorate_view(_never_cached)
 
 
 # --- error handlers: every error is {"detail", "code"} -------------------------------
@@ -106,30 +129,41 @@ install_error_handlers(api)
 auth = Router(tags=["auth"])
 
 
+def _pair_body(
+    request: HttpRequest, response: HttpResponse, pair: dict[str, Any]
+) -> dict[str, Any]:
+    """The pair for the body, less the refresh token when a cookie now carries it."""
+    if cookies.set_pair(request, response, pair):
+        return {name: value for name, value in pair.items() if name != "refresh"}
+    return pair
+
+
 @auth.post(
     "/login",
     response={200: TokenPair, 401: Error, 429: Error, **ERRORS},
+    exclude_none=True,
     openapi_extra=schemas.body_doc(LoginIn),
     summary="Log in with username and password",
 )
+@no_store
 async def login(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     body = schemas.parse(request, LoginIn)
     pair = await sessions.login(request, body.username, body.password)
-    cookies.set_pair(request, response, pair)
-    return pair
+    return _pair_body(request, response, pair)
 
 
 @auth.post(
     "/refresh",
     response={200: TokenPair, 401: Error, 403: Error, **ERRORS},
+    exclude_none=True,
     openapi_extra=schemas.body_doc(RefreshIn),
     summary="Spend a refresh token for the session's next pair",
 )
+@no_store
 async def refresh(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
     pair = await sessions.refresh(request, token)
-    cookies.set_pair(request, response, pair)
-    return pair
+    return _pair_body(request, response, pair)
 
 
 @auth.post(
@@ -188,6 +222,7 @@ async def logout_all(request: HttpRequest) -> HttpResponse:
 
 
 @auth.get("/me", auth=jwt_bearer, response={200: Me, **AUTH_ERRORS}, summary="The current user")
+@no_store
 async def me(request: HttpRequest) -> dict[str, Any]:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
     user = await ctx.auser()
@@ -210,6 +245,7 @@ def _iso(ms: int) -> datetime:
     response={200: list[SessionOut], **AUTH_ERRORS},
     summary="The current user's live sessions",
 )
+@no_store
 async def list_sessions(request: HttpRequest) -> list[dict[str, Any]]:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
     return [
@@ -234,7 +270,7 @@ async def list_sessions(request: HttpRequest) -> list[dict[str, Any]]:
 )
 async def delete_session(request: HttpRequest, sid: str) -> HttpResponse:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
-    if not _SID.match(sid):
+    if not _SID.fullmatch(sid):
         raise NotFound("No such session.")
     await sessions.revoke_one(request, ctx.user_id, sid, reason="deleted")
     return _no_content()
@@ -256,6 +292,7 @@ for _path, _view, _body, _ok in (
         ["POST"],
         _view,
         response={**_ok, 401: Error, **ERRORS},
+        exclude_none=True,  # as login and refresh: TokenPair may leave out refresh
         openapi_extra=schemas.body_doc(_body),
         operation_id=f"simplejwt_{_view.__name__}",
         summary=f"Alias of /api/auth/{_view.__name__} (djangorestframework-simplejwt)",

@@ -13,9 +13,12 @@ browsers treat localhost as secure anyway and other clients would drop Secure co
 GET/HEAD/OPTIONS, send ``X-CSRF-Token`` (or Django's ``X-CSRFToken``) equal to the csrf
 cookie, else 403 ``csrf_failed``. Logout and logout-all clear the cookies.
 
+A response that sets the cookies leaves the refresh token out of its JSON body, so no
+script on the page ever holds it; the access token stays in the body.
+
 Cookies are only ever set for a same-origin request (``Sec-Fetch-Site`` and ``Origin``),
 so a cross-site form cannot log a browser into someone else's account (login CSRF); such
-a login still gets its JSON pair.
+a login still gets its whole JSON pair, refresh token included.
 """
 
 from __future__ import annotations
@@ -108,11 +111,14 @@ def _common(cfg: conf.AuthSettings, request: HttpRequest) -> dict[str, Any]:
     return {"secure": _secure(cfg, request), "domain": cfg.cookie_domain}
 
 
-def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, Any]) -> None:
-    """Carry a freshly issued pair in cookies, with a new CSRF value (same origin only)."""
+def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, Any]) -> bool:
+    """Carry a freshly issued pair in cookies, with a new CSRF value (same origin only).
+
+    True when the cookies were set: the body must then not repeat the refresh token.
+    """
     cfg = conf.get()
     if not cfg.cookies or not _same_origin(request):
-        return
+        return False
     common = _common(cfg, request)
     response.set_cookie(
         ACCESS, pair["access"], max_age=pair["expires_in"], path="/",
@@ -126,6 +132,7 @@ def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, A
         CSRF, secrets.token_urlsafe(32), max_age=pair["refresh_expires_in"], path="/",
         httponly=False, samesite="Lax", **common,
     )  # fmt: skip
+    return True
 
 
 def clear(response: HttpResponseBase) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
@@ -28,7 +30,7 @@ _CODES = {
     415: "unsupported_media_type",
     500: "server_error",
 }
-_KEEP = ("Allow", "Retry-After", "WWW-Authenticate", "Vary")
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
 
 
 def _too_large(request: HttpRequest) -> bool:
@@ -47,9 +49,10 @@ def _as_json(response: HttpResponseBase) -> HttpResponseBase:
         reason = "Internal server error."
     body = {"detail": reason, "code": _CODES.get(status, "error")}
     converted = JsonResponse(body, status=status)
-    for header in _KEEP:
-        if header in response:
-            converted[header] = response[header]
+    for name, value in response.items():  # Allow, WWW-Authenticate, security headers...
+        if name.lower() not in _BODY_HEADERS:
+            converted[name] = value
+    converted.cookies = response.cookies
     return converted
 
 
@@ -64,11 +67,20 @@ def _process_exception(request: HttpRequest, exc: Exception) -> HttpResponseBase
 @sync_and_async_middleware
 def json_errors(get_response: Handler) -> Handler:
     """413 for declared bodies over 16 KiB; any non-JSON 4xx/5xx becomes {"detail","code"}."""
+    # The early 413 skips the middleware below: it gets their security headers from here.
+    below = (SecurityMiddleware(get_response), XFrameOptionsMiddleware(get_response))
+
+    def too_large(request: HttpRequest) -> HttpResponseBase:
+        response: HttpResponse = PayloadTooLarge().response()
+        for middleware in below:
+            response = middleware.process_response(request, response)
+        return response
+
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponseBase:
             if _too_large(request):
-                return PayloadTooLarge().response()
+                return too_large(request)
             return _as_json(await get_response(request))
 
         middleware.process_exception = _process_exception  # type: ignore[attr-defined]
@@ -76,7 +88,7 @@ def json_errors(get_response: Handler) -> Handler:
 
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
         if _too_large(request):
-            return PayloadTooLarge().response()
+            return too_large(request)
         return _as_json(get_response(request))
 
     sync_middleware.process_exception = _process_exception  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 from ninja import Schema
 from pydantic import Field, StrictStr, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from authapi.errors import BadRequest, InvalidBody, PayloadTooLarge, UnsupportedMediaType
 
@@ -37,7 +38,10 @@ class VerifyIn(Schema):
 
 class TokenPair(Schema):
     access: str
-    refresh: str
+    # Absent or a string, never null: views that return it set exclude_none=True.
+    refresh: str | SkipJsonSchema[None] = Field(
+        None, description="Left out when the response sets it as a cookie (AUTHAPI_COOKIES=1)."
+    )
     token_type: str = "Bearer"
     expires_in: int = Field(description="Seconds until the access token expires.")
     refresh_expires_in: int = Field(description="Seconds until the refresh token expires.")

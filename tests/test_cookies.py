@@ -44,6 +44,9 @@ async def _browser_login(browser, user) -> dict:
     return response.json()
 
 
+CROSS_SITE = {"Sec-Fetch-Site": "cross-site"}
+
+
 def _csrf(browser) -> dict[str, str]:
     return {"X-CSRF-Token": browser.cookies["authapi_csrf"]}
 
@@ -57,7 +60,7 @@ async def test_login_sets_the_three_cookies_with_safe_attributes(browser, user):
     access = jar["authapi_access"]["authapi_access"]
     refresh = jar["authapi_refresh"]["authapi_refresh"]
     csrf = jar["authapi_csrf"]["authapi_csrf"]
-    assert access.value == pair["access"] and refresh.value == pair["refresh"]
+    assert access.value == pair["access"] and refresh.value.count(".") == 2
     assert access["httponly"] and refresh["httponly"] and not csrf["httponly"]
     assert access["secure"] and refresh["secure"] and csrf["secure"]
     assert access["samesite"] == "Lax" and refresh["samesite"] == "Strict"
@@ -88,13 +91,14 @@ async def test_unsafe_request_with_a_cookie_needs_the_csrf_header(browser, user)
 
 
 async def test_refresh_from_the_cookie_rotates_the_cookies(browser, user):
-    first = await _browser_login(browser, user)
-    csrf = _csrf(browser)
+    await _browser_login(browser, user)
+    first, csrf = browser.cookies["authapi_refresh"], _csrf(browser)
     without = await browser.post("/api/auth/refresh")
     assert without.status_code == 403 and without.json()["code"] == "csrf_failed"
     response = await browser.post("/api/auth/refresh", headers=csrf)
     assert response.status_code == 200, response.text
-    assert browser.cookies["authapi_refresh"] == response.json()["refresh"] != first["refresh"]
+    assert "refresh" not in response.json()
+    assert browser.cookies["authapi_refresh"] != first
     assert browser.cookies["authapi_access"] == response.json()["access"]
     assert browser.cookies["authapi_csrf"] != csrf["X-CSRF-Token"]  # a new value each time
     assert (await browser.get("/api/auth/me")).status_code == 200
@@ -102,7 +106,7 @@ async def test_refresh_from_the_cookie_rotates_the_cookies(browser, user):
 
 async def test_refresh_with_a_body_ignores_the_cookie(browser, user, client):
     await _browser_login(browser, user)
-    other = await login(client, user)
+    other = await login(client, user, headers=CROSS_SITE)  # cookies set nothing: body pair
     response = await browser.post("/api/auth/refresh", json={"refresh": other["refresh"]})
     assert response.status_code == 200  # a body is not cookie auth: no CSRF needed
 
@@ -134,8 +138,9 @@ async def test_cookies_are_off_by_default(client, user):
         "/api/auth/login", json={"username": user.username, "password": PASSWORD}
     )
     assert "set-cookie" not in response.headers
-    # and a cookie alone authenticates nothing
     pair = response.json()
+    assert pair["refresh"]  # the body carries the whole pair
+    # and a cookie alone authenticates nothing
     me = await client.get("/api/auth/me", headers={"Cookie": f"authapi_access={pair['access']}"})
     assert me.status_code == 401
 
@@ -207,6 +212,7 @@ async def test_cross_site_login_sets_no_cookies(browser, user, headers):
         "/api/auth/login", data={"username": user.username, "password": PASSWORD}, headers=headers
     )
     assert response.status_code == 200 and response.json()["access"]
+    assert response.json()["refresh"]  # no cookie to carry it: the body does
     assert "set-cookie" not in response.headers
 
 
@@ -220,7 +226,57 @@ async def test_same_origin_login_sets_cookies(browser, user):
 
 async def test_logout_with_a_body_token_needs_no_csrf_even_with_cookies(browser, user):
     pair = await _browser_login(browser, user)
-    response = await browser.post("/api/auth/logout", json={"refresh": pair["refresh"]})
+    refresh = browser.cookies["authapi_refresh"]
+    response = await browser.post("/api/auth/logout", json={"refresh": refresh})
     assert response.status_code == 204
     verified = await browser.post("/api/auth/verify", json={"token": pair["access"]})
     assert verified.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/token/"])
+async def test_a_login_that_sets_the_refresh_cookie_keeps_it_out_of_the_body(browser, user, path):
+    response = await browser.post(path, json={"username": user.username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    assert "authapi_refresh" in _set_cookies(response)
+    body = response.json()
+    assert "refresh" not in body
+    assert set(body) == {"access", "token_type", "expires_in", "refresh_expires_in"}
+    assert body["access"] == browser.cookies["authapi_access"]
+    assert browser.cookies["authapi_refresh"] not in response.text
+
+
+@pytest.mark.parametrize("path", ["/api/auth/refresh", "/api/token/refresh/"])
+async def test_the_refresh_cookie_alone_refreshes_and_stays_out_of_the_body(browser, user, path):
+    await _browser_login(browser, user)
+    spent = browser.cookies["authapi_refresh"]
+    response = await browser.post(path, headers=_csrf(browser))
+    assert response.status_code == 200, response.text
+    assert "refresh" not in response.json()
+    fresh = browser.cookies["authapi_refresh"]
+    assert fresh != spent and fresh not in response.text
+    again = await browser.post("/api/auth/refresh", headers=_csrf(browser))
+    assert again.status_code == 200, again.text  # the new cookie is the live one
+
+
+async def test_a_body_refresh_that_sets_cookies_also_keeps_refresh_out_of_the_body(
+    browser, user, client
+):
+    other = await login(client, user, headers=CROSS_SITE)
+    response = await browser.post("/api/auth/refresh", json={"refresh": other["refresh"]})
+    assert response.status_code == 200, response.text
+    assert "refresh" not in response.json()
+    assert browser.cookies["authapi_refresh"] not in response.text
+
+
+async def test_cross_origin_login_in_cookie_mode_keeps_refresh_in_the_body(browser, user):
+    response = await browser.post(
+        "/api/auth/login",
+        json={"username": user.username, "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    pair = response.json()
+    assert pair["refresh"]
+    refreshed = await browser.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+    assert refreshed.status_code == 200, refreshed.text
