@@ -2,15 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
-
-from authapi import views
-from authapi.api import api
+from django.urls import include, path
 
 urlpatterns = [
-    path("api/", api.urls),
-    path(".well-known/jwks.json", views.jwks, name="jwks"),
-    path("health", views.health, name="health"),
+    path("", include("authapi.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,20 @@
+"""Every path of the contract, to ``include()`` from a project's urls.py::
+
+    urlpatterns = [..., path("", include("authapi.urls"))]
+
+The API under ``api/`` (login, refresh, logout, logout-all, verify, me, sessions, docs,
+the simplejwt aliases), the JWKS document and the health check.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from authapi import views
+from authapi.api import api
+
+urlpatterns = [
+    path("api/", api.urls),
+    path(".well-known/jwks.json", views.jwks, name="jwks"),
+    path("health", views.health, name="health"),
+]
