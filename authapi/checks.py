@@ -55,41 +55,6 @@ def deploy_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     return []
 
 
-# Django's security deploy checks look for these names; ours subclass them.
-_FAST = {
-    "authapi.fast_middleware.SecurityMiddleware": "django.middleware.security.SecurityMiddleware",
-    "authapi.fast_middleware.XFrameOptionsMiddleware": (
-        "django.middleware.clickjacking.XFrameOptionsMiddleware"
-    ),
-    "authapi.fast_middleware.CsrfViewMiddleware": "django.middleware.csrf.CsrfViewMiddleware",
-}
-
-
-def fast_middleware_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Django's middleware-dependent deploy checks, run as if ours were Django's own."""
-    as_django = [_FAST.get(name, name) for name in settings.MIDDLEWARE]
-    if as_django == list(settings.MIDDLEWARE):
-        return []  # Django's own middleware: its own checks see it
-    from django.core.checks.security import base, csrf
-    from django.test.utils import override_settings
-
-    found: list[checks.CheckMessage] = []
-    with override_settings(MIDDLEWARE=as_django):
-        for check in (
-            base.check_sts,
-            base.check_sts_include_subdomains,
-            base.check_sts_preload,
-            base.check_content_type_nosniff,
-            base.check_ssl_redirect,
-            base.check_xframe_deny,
-            base.check_referrer_policy,
-            base.check_cross_origin_opener_policy,
-            csrf.check_csrf_cookie_secure,
-        ):
-            found.extend(check(app_configs))
-    return found
-
-
 def backend_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Django's own login doors (the admin) bypass the throttle without our backend."""
     from django.utils.module_loading import import_string
@@ -118,4 +83,3 @@ def register() -> None:
     checks.register(settings_check, "authapi")
     checks.register(backend_check, "authapi")
     checks.register(deploy_check, "authapi", deploy=True)
-    checks.register(fast_middleware_check, "authapi", deploy=True)

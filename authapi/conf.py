@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -196,3 +197,22 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
         get.cache_clear()
         for hook in _reset_hooks:
             hook()
+
+
+def redis_url() -> str | None:
+    """The store's URL: ``AUTHAPI["REDIS_URL"]``, else ``settings.REDIS_URL``; None means
+    the embedded server."""
+    raw = getattr(settings, "AUTHAPI", None) or {}
+    value = raw.get("REDIS_URL") or getattr(settings, "REDIS_URL", None)
+    return str(value) if value else None
+
+
+def data_dir() -> Path:
+    """The data folder: ``AUTHAPI["DATA_DIR"]``, else ``settings.DATA_DIR``, else ``var/``
+    beside the project (``BASE_DIR``) or the working directory."""
+    raw = getattr(settings, "AUTHAPI", None) or {}
+    value = raw.get("DATA_DIR") or getattr(settings, "DATA_DIR", None)
+    if value:
+        return Path(value)
+    base = getattr(settings, "BASE_DIR", None)
+    return Path(base or Path.cwd()) / "var"

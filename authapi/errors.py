@@ -1,7 +1,8 @@
 """Every error a client can cause, as one tree rendered as ``{"detail", "code"}``.
 
 * AuthApiError
-  + BadRequest (400) / UnsupportedMediaType (400) / PayloadTooLarge (413) / InvalidBody (422)
+  + BadRequest (400) / UnsupportedMediaType (400) / InvalidHost (400)
+  + PayloadTooLarge (413) / InvalidBody (422)
   + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
   + TokenInvalid (401, a token was sent and is not acceptable)
     x RefreshReuse (a spent refresh token: its session was revoked)
@@ -46,6 +47,11 @@ class BadRequest(AuthApiError):
 class UnsupportedMediaType(BadRequest):
     code = "unsupported_media_type"
     detail = "Send the body as application/json or application/x-www-form-urlencoded."
+
+
+class InvalidHost(AuthApiError):
+    code = "bad_request"
+    detail = "Invalid Host header."
 
 
 class InvalidBody(AuthApiError):

@@ -13,9 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from django.conf import settings
-
-from authapi import client, embedded
+from authapi import client, conf, embedded
 
 logger = logging.getLogger("authapi")
 
@@ -27,7 +25,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _embedded() -> bool:
-    return not getattr(settings, "REDIS_URL", None)
+    return not conf.redis_url()
 
 
 def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
@@ -45,7 +43,7 @@ def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
                 client.warn_if_server_rewrites(receive)
                 try:
                     if _embedded():
-                        await asyncio.to_thread(embedded.ensure, settings.DATA_DIR)
+                        await asyncio.to_thread(embedded.ensure, conf.data_dir())
                 except Exception as exc:
                     logger.exception("the embedded valkey-server did not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -53,7 +51,7 @@ def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _embedded():
-                    await asyncio.to_thread(embedded.release, settings.DATA_DIR.resolve())
+                    await asyncio.to_thread(embedded.release, conf.data_dir().resolve())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

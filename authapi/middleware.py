@@ -7,15 +7,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from authapi.errors import AuthApiError, PayloadTooLarge
+from authapi.errors import AuthApiError, InvalidHost, PayloadTooLarge
 from authapi.schemas import MAX_BODY
 
 logger = logging.getLogger("authapi")
@@ -132,3 +133,36 @@ async def _buffered(response: HttpResponseBase) -> HttpResponseBase:
         plain[name] = value
     plain["Content-Length"] = str(len(content))
     return plain
+
+
+def api_security(get_response: Handler) -> Handler:
+    """Host validation, the HTTPS redirect and the security headers, on the event loop.
+
+    What CommonMiddleware, SecurityMiddleware and XFrameOptionsMiddleware do for an API
+    request, under the same settings, without their thread hop per method: their
+    request/response methods touch nothing but settings and headers.
+    """
+    security = SecurityMiddleware(get_response)
+    frames = XFrameOptionsMiddleware(get_response)
+
+    def headers(request: HttpRequest, response: Any) -> HttpResponseBase:
+        return frames.process_response(request, security.process_response(request, response))
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return headers(request, InvalidHost().response())
+        redirect = security.process_request(request)
+        if redirect is not None:
+            return redirect
+        return headers(request, await get_response(request))
+
+    if not iscoroutinefunction(get_response):
+        raise ImproperlyConfigured("authapi.middleware.api_security is async only.")
+    markcoroutinefunction(middleware)
+    return middleware
+
+
+api_security.async_capable = True  # type: ignore[attr-defined]
+api_security.sync_capable = False  # type: ignore[attr-defined]

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.asyncio.retry import Retry
@@ -38,7 +37,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import embedded, redis_url
+from authapi import conf, embedded, redis_url
 from authapi.errors import StoreUnavailable
 from authapi.lua import (
     ATTEMPT,
@@ -137,13 +136,13 @@ class Store:
 
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
 _url: str | None = None
+_configured: str | None = None  # the REDIS_URL behind _url (None: embedded)
 
 
 def _resolve_url() -> str:
-    configured: str | None = getattr(settings, "REDIS_URL", None)
-    if configured:
-        return configured
-    return embedded.ensure(settings.DATA_DIR)
+    global _configured
+    _configured = conf.redis_url()
+    return _configured or embedded.ensure(conf.data_dir())
 
 
 async def _get() -> Store:
@@ -168,7 +167,9 @@ _closing: set[concurrent.futures.Future[None]] = set()
 def _forget(*, setting: str, **kwargs: Any) -> None:
     """A new REDIS_URL (tests): close the clients of the old one on their own loops."""
     global _url
-    if setting != "REDIS_URL":
+    if setting not in {"REDIS_URL", "AUTHAPI"} or _url is None:
+        return
+    if conf.redis_url() == _configured:
         return
     _url = None
     old = list(_stores.items())
@@ -201,10 +202,10 @@ async def _revive_embedded() -> bool:
 
     A server that lives but does not answer (stalled) is left alone: requests fail closed.
     """
-    if getattr(settings, "REDIS_URL", None):
+    if conf.redis_url():
         return False  # an operator's server: not ours to start
     try:
-        return await asyncio.to_thread(embedded.revive, settings.DATA_DIR)
+        return await asyncio.to_thread(embedded.revive, conf.data_dir())
     except Exception:
         logger.exception("could not restart the embedded valkey-server")
         return False

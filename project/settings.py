@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers
 
 from authapi import datadir
 
@@ -26,11 +27,13 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or datadir.secret(DATA_DIR / "s
 # Read by authapi's deploy check: production should set DJANGO_SECRET_KEY itself.
 AUTHAPI_SECRET_KEY_GENERATED = not os.environ.get("DJANGO_SECRET_KEY")
 DEBUG = _truthy(os.environ.get("DJANGO_DEBUG"))
-ALLOWED_HOSTS = [
-    h.strip()
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
-    if h.strip()
-]
+
+
+def _list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,24 +42,47 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "ninja",
     "authapi",
 ]
 
 MIDDLEWARE = [
     "authapi.middleware.json_errors",
+    "django.middleware.security.SecurityMiddleware",
     "authapi.middleware.static_files",
-    # Django's own, minus a thread hop per method under ASGI (see fast_middleware.py).
-    "authapi.fast_middleware.SecurityMiddleware",
-    "authapi.fast_middleware.SessionMiddleware",
-    "authapi.fast_middleware.CommonMiddleware",
-    "authapi.fast_middleware.CsrfViewMiddleware",
-    "authapi.fast_middleware.AuthenticationMiddleware",
-    "authapi.fast_middleware.MessageMiddleware",
-    "authapi.fast_middleware.XFrameOptionsMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# Django's deploy checks look for its own class names; authapi.checks runs them over ours.
-SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+
+# Browser apps on other origins (django-cors-headers): none unless listed. Credentials are
+# allowed for cookie mode (AUTHAPI_COOKIES=1); an origin allowed to call with credentials
+# is also trusted by Django's CSRF check.
+CORS_ALLOWED_ORIGINS = _list("DJANGO_CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_HEADERS = (*default_headers, "x-csrf-token")
+CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
+CSRF_TRUSTED_ORIGINS = list(
+    dict.fromkeys(_list("DJANGO_CSRF_TRUSTED_ORIGINS") + CORS_ALLOWED_ORIGINS)
+)
+
+# DJANGO_HTTPS=1: served over HTTPS behind a TLS proxy that sets X-Forwarded-Proto.
+HTTPS = _truthy(os.environ.get("DJANGO_HTTPS"))
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]  # the proxy's and orchestrator's plain-http probe
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+X_FRAME_OPTIONS = "DENY"
 
 # Django's own login (the admin) shares the API's throttle of login attempts.
 AUTHENTICATION_BACKENDS = ["authapi.backends.ThrottledModelBackend"]

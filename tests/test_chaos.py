@@ -170,7 +170,7 @@ class Faults:
                 os.kill(pid, signal.SIGCONT)
             elif step == "kill":
                 os.kill(pid, signal.SIGKILL)
-                if self.external is not None:
+                if self.external is not None and self.external.process is not None:
                     self.external.process.wait()
                     await asyncio.sleep(1)
                     self.external.start()

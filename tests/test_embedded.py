@@ -38,6 +38,17 @@ def _running(pid: int) -> bool:
     return not stat.exists() or stat.read_text().split()[2] != "Z"
 
 
+def _wait_released(data_dir: Path, seconds: float = 15) -> bool:
+    """Until no process of the server holds its owner lock: a child it forked (the AOF
+    rewrite a fresh server starts) can outlive a SIGKILLed server by a moment."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not embedded.server_lives(data_dir):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _wait_gone(pid: int, seconds: float = 15) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -118,7 +129,7 @@ def test_a_killed_server_is_started_again(data_dir):
     url = embedded.ensure(data_dir)
     pid = _pid(data_dir)
     os.kill(pid, signal.SIGKILL)
-    assert _wait_gone(pid)
+    assert _wait_gone(pid) and _wait_released(data_dir)
     assert embedded.ensure(data_dir) == url
     assert _pid(data_dir) != pid
     assert _command(url, "PING")
@@ -242,7 +253,7 @@ def test_pid_reuse_does_not_fool_ownership(data_dir):
     url = embedded.ensure(data_dir)
     pid = _pid(data_dir)
     os.kill(pid, signal.SIGKILL)
-    assert _wait_gone(pid)
+    assert _wait_gone(pid) and _wait_released(data_dir)
     (data_dir / "valkey.pid").write_text(str(os.getpid()))  # a live, unrelated process
     assert embedded.revive(data_dir) is True
     assert _pid(data_dir) not in (pid, os.getpid())

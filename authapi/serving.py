@@ -1,0 +1,141 @@
+"""Opt-in fast serving for ASGI: no OS thread started per request, and API paths through
+only the middleware an API needs. ``project/asgi.py`` uses it; the app works without it.
+
+Django's ASGI handler enters a new ``ThreadSensitiveContext`` per request: the first sync
+call inside (a request signal's receiver, any ORM call) starts an OS thread, and leaving
+the context joins it, while the event loop waits in ``Thread.start`` (58% of ``/me``'s
+loop samples). :func:`serve` enters a context first, with a single-thread executor lent
+from a pool for the request (asgiref's ``ThreadSensitiveContext(executor=...)``); Django's
+own context then nests into it. One request's sync code still runs on one thread, the
+threads outlive requests, and so do their database connections (``CONN_MAX_AGE``):
+Django's per-request ``close_old_connections`` runs on the thread after the request that
+used it, instead of as a thread hop at the start and end of every request.
+
+Every path but the admin's and static files (:data:`STOCK_PREFIXES`) goes to a second
+Django handler built with :data:`API_MIDDLEWARE`: JSON errors, CORS, host validation and
+security headers, all on the event loop; the API, the JWKS, ``/health`` and the project's
+own Ninja routes. The admin and static files keep ``settings.MIDDLEWARE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from asgiref.sync import ThreadSensitiveContext
+from django.core import signals
+from django.core.handlers.asgi import ASGIHandler
+from django.db import close_old_connections, reset_queries
+from django.test.utils import override_settings
+
+T = TypeVar("T")
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+# Paths that keep Django's full stack (sessions, CSRF, messages): the admin and static files.
+STOCK_PREFIXES = ("/admin/", "/static/")
+API_MIDDLEWARE = [
+    "authapi.middleware.json_errors",
+    "corsheaders.middleware.CorsMiddleware",
+    "authapi.middleware.api_security",
+]
+
+
+class _Thread(Executor):
+    """One long-lived thread; remembers whether the current request used it."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authapi-sync")
+        self.used = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.used = True
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def tidy(self) -> None:
+        """After a request that ran sync code: what Django's request signals would do."""
+        if self.used:
+            self.used = False
+            self._pool.submit(_tidy_connections)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _tidy_connections() -> None:
+    reset_queries()
+    close_old_connections()
+
+
+class SyncThreads:
+    """Lends each request a thread of its own; at most ``size``, the rest wait their turn."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._idle: list[_Thread] = []
+        self._made = 0
+        self._waiting: collections.deque[asyncio.Future[_Thread]] = collections.deque()
+
+    async def acquire(self) -> _Thread:
+        if self._idle:
+            return self._idle.pop()
+        if self._made < self.size:
+            self._made += 1
+            return _Thread()
+        waiter: asyncio.Future[_Thread] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        return await waiter
+
+    def release(self, thread: _Thread) -> None:
+        thread.tidy()
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(thread)
+                return
+        self._idle.append(thread)
+
+
+def api_handler() -> ASGIHandler:
+    """A Django ASGI handler whose middleware is :data:`API_MIDDLEWARE`.
+
+    Django reads ``settings.MIDDLEWARE`` once, when a handler is built; this one is built
+    with the API's list in its place, and the setting is restored at once.
+    """
+    with override_settings(MIDDLEWARE=API_MIDDLEWARE):
+        return ASGIHandler()
+
+
+def serve(
+    django_app: Any,
+    *,
+    api: Any = None,
+    threads: int | None = None,
+    stock: tuple[str, ...] = STOCK_PREFIXES,
+) -> ASGIApp:
+    """Wrap Django's ASGI application: API paths to the lean handler, a lent thread each;
+    paths under ``stock`` to ``django_app`` itself."""
+    lean = api or api_handler()
+    pool = SyncThreads(threads or min(32, (os.cpu_count() or 1) + 4))
+    # Their work now happens on the lent thread after each request (SyncThreads.release).
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_started.disconnect(reset_queries)
+    signals.request_finished.disconnect(close_old_connections)
+
+    async def application(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await django_app(scope, receive, send)
+            return
+        target: Any = django_app if scope["path"].startswith(stock) else lean
+        thread = await pool.acquire()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await target(scope, receive, send)
+        finally:
+            pool.release(thread)
+
+    return application
