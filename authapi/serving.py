@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from asgiref.sync import ThreadSensitiveContext
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
-from django.db import close_old_connections, reset_queries
+from django.db import close_old_connections, connections, reset_queries
 from django.test.utils import override_settings
 
 T = TypeVar("T")
@@ -79,6 +79,7 @@ class SyncThreads:
         self._idle: list[_Thread] = []
         self._made = 0
         self._waiting: collections.deque[asyncio.Future[_Thread]] = collections.deque()
+        _pools.append(self)
 
     async def acquire(self) -> _Thread:
         if self._idle:
@@ -98,6 +99,16 @@ class SyncThreads:
                 waiter.set_result(thread)
                 return
         self._idle.append(thread)
+
+
+_pools: list[SyncThreads] = []
+
+
+def close_connections() -> None:
+    """Close the database connections that idle lent threads keep (tests, maintenance)."""
+    waits = [t._pool.submit(connections.close_all) for pool in _pools for t in pool._idle]
+    for done in waits:
+        done.result(timeout=10)
 
 
 def api_handler() -> ASGIHandler:

@@ -108,7 +108,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
-        conn_max_age=0,
+        # Requests' sync work runs on long-lived threads (authapi.serving), whose
+        # connections are kept this long and checked before reuse.
+        conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE") or 60),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -63,22 +63,25 @@ async def test_no_thread_is_started_per_request(client, user):
     assert started == []
 
 
-async def test_database_connections_outlive_requests(client, user, authapi_settings):
-    from django.db import connection
+async def test_database_connections_outlive_requests(client, user):
+    from django.db.backends.signals import connection_created
 
     pair = await login(client, user)
-    seen = set()
+    for _ in range(3):  # warm up: each lent thread opens its connection once
+        await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    opened = []
 
-    def connection_id():
-        connection.ensure_connection()
-        return id(connection.connection)
+    def count(sender, connection, **kwargs):
+        opened.append(threading.current_thread().name)
 
-    with override_settings(CONN_MAX_AGE=60):
-        for _ in range(10):
+    connection_created.connect(count)
+    try:
+        for _ in range(10):  # one request at a time: the same lent thread, its connection
             response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
             assert response.status_code == 200
-            seen.add(await sync.sync_to_async(connection_id)())
-    assert len(seen) == 1
+    finally:
+        connection_created.disconnect(count)
+    assert opened == []
 
 
 async def test_an_unknown_host_is_refused_as_json(client):
