@@ -9,8 +9,7 @@ from __future__ import annotations
 from django.urls import path
 from ninja import NinjaAPI
 
-from authapi.api import install_error_handlers
-from authapi.auth import jwt_bearer
+from authapi import install_error_handlers, jwt_bearer
 from project.urls import handler400, handler403, handler404, handler500, urlpatterns
 
 demo = install_error_handlers(NinjaAPI(urls_namespace="demo", docs_url=None, auth=jwt_bearer))
