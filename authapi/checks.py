@@ -20,7 +20,7 @@ def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="authapi.E001")]
     try:
-        keys.build(cfg, settings.SECRET_KEY)
+        keys.build(cfg, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS or ()))
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="authapi.E002")]
     if cfg.custom_claims:

@@ -53,6 +53,7 @@ class AuthSettings:
     cookies: bool = False
     cookie_secure: bool | None = None  # None: Secure except for plain http on loopback
     cookie_domain: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)  # None: /metrics is a 404
 
     @property
     def is_hmac(self) -> bool:
@@ -173,6 +174,7 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         cookies=_bool("COOKIES", raw.get("COOKIES"), False),
         cookie_secure=_optional_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE")),
         cookie_domain=_text("COOKIE_DOMAIN", raw.get("COOKIE_DOMAIN")),
+        metrics_token=_text("METRICS_TOKEN", raw.get("METRICS_TOKEN")),
     )
 
 
@@ -193,7 +195,7 @@ def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
 
 @receiver(setting_changed)
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting in {"AUTHAPI", "SECRET_KEY"}:
+    if setting in {"AUTHAPI", "SECRET_KEY", "SECRET_KEY_FALLBACKS"}:
         get.cache_clear()
         for hook in _reset_hooks:
             hook()

@@ -154,15 +154,24 @@ def _hmac_secret(algorithm: str, value: str, name: str) -> Key:
     return _hmac_key(algorithm, secret)
 
 
-def _previous_key(algorithm: str, value: str, name: str) -> Key:
+DERIVED = "derived"
+
+
+def _previous_keys(algorithm: str, value: str, name: str, secret_keys: list[str]) -> list[Key]:
     """An earlier key: of the current algorithm, or of the one an ``ALG:`` prefix names
-    (``HS256:<secret>``, ``RS256:/path/old.pem``) when the algorithm itself changed."""
+    (``HS256:<secret>``, ``RS256:/path/old.pem``) when the algorithm itself changed.
+    ``derived`` (``HS256:derived``) is the key derived from DJANGO_SECRET_KEY (and its
+    fallbacks), the default before AUTHAPI_SIGNING_KEY was set."""
     prefix, sep, rest = value.partition(":")
     if sep and prefix in conf.ALGORITHMS:
         algorithm, value = prefix, rest
+    if value == DERIVED:
+        if algorithm not in conf.HMAC_ALGORITHMS:
+            raise KeyConfigError(f"{name}: only an HMAC key is derived; write HS256:derived.")
+        return [_hmac_key(algorithm, derived_secret(algorithm, key)) for key in secret_keys]
     if algorithm in conf.HMAC_ALGORITHMS:
-        return _hmac_secret(algorithm, value, name)
-    return _pem_key(algorithm, value, name, private=False)
+        return [_hmac_secret(algorithm, value, name)]
+    return [_pem_key(algorithm, value, name, private=False)]
 
 
 def derived_secret(algorithm: str, secret_key: str) -> bytes:
@@ -173,12 +182,19 @@ def derived_secret(algorithm: str, secret_key: str) -> bytes:
     ).digest()
 
 
-def build(cfg: conf.AuthSettings, secret_key: str) -> KeySet:
-    """Load the configured keys; KeyConfigError says which one is unusable and why."""
+def build(cfg: conf.AuthSettings, secret_key: str, fallbacks: tuple[str, ...] = ()) -> KeySet:
+    """Load the configured keys; KeyConfigError says which one is unusable and why.
+
+    While the key is derived, keys derived from SECRET_KEY_FALLBACKS stay accepted, so
+    DJANGO_SECRET_KEY rotates the Django way without logging anybody out.
+    """
     algorithm = cfg.algorithm
+    secret_keys = [secret_key, *fallbacks]
+    previous: list[Key] = []
     if cfg.is_hmac:
         if cfg.signing_key is None:
             current = _hmac_key(algorithm, derived_secret(algorithm, secret_key))
+            previous += [_hmac_key(algorithm, derived_secret(algorithm, k)) for k in fallbacks]
         else:
             current = _hmac_secret(algorithm, cfg.signing_key, "AUTHAPI_SIGNING_KEY")
     else:
@@ -188,10 +204,8 @@ def build(cfg: conf.AuthSettings, secret_key: str) -> KeySet:
                 f"Create one with: python manage.py authapi genkey --algorithm {algorithm}"
             )
         current = _pem_key(algorithm, cfg.signing_key, "AUTHAPI_SIGNING_KEY", private=True)
-    previous = [
-        _previous_key(algorithm, value, f"AUTHAPI_PREVIOUS_KEYS[{i}]")
-        for i, value in enumerate(cfg.previous_keys)
-    ]
+    for i, value in enumerate(cfg.previous_keys):
+        previous += _previous_keys(algorithm, value, f"AUTHAPI_PREVIOUS_KEYS[{i}]", secret_keys)
     by_kid = {k.kid: k for k in previous}
     by_kid[current.kid] = current
     return KeySet(current=current, by_kid=by_kid)
@@ -200,7 +214,8 @@ def build(cfg: conf.AuthSettings, secret_key: str) -> KeySet:
 @cache
 def get() -> KeySet:
     """The key set in force, loaded once per configuration."""
-    return build(conf.get(), settings.SECRET_KEY)
+    fallbacks = tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
+    return build(conf.get(), settings.SECRET_KEY, fallbacks)
 
 
 conf.on_reset(get.cache_clear)

@@ -21,16 +21,19 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 # 0700, and every file in it 0600: it holds the secret, the database and the store.
 DATA_DIR = datadir.prepare(DATA_DIR)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or datadir.secret(DATA_DIR / "secret_key")
+# Earlier secrets still accepted while DJANGO_SECRET_KEY rotates (Django's own mechanism;
+# tokens signed with a key derived from one of them stay valid too).
+SECRET_KEY_FALLBACKS = _list("DJANGO_SECRET_KEY_FALLBACKS")
 # Read by authapi's deploy check: production should set DJANGO_SECRET_KEY itself.
 AUTHAPI_SECRET_KEY_GENERATED = not os.environ.get("DJANGO_SECRET_KEY")
 DEBUG = _truthy(os.environ.get("DJANGO_DEBUG"))
-
-
-def _list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
@@ -142,11 +145,7 @@ AUTHAPI = {
 }
 AUTHAPI.pop("DATA_DIR", None)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "authapi": {"handlers": ["console"], "level": os.environ.get("AUTHAPI_LOG_LEVEL", "INFO")},
-    },
-}
+# AUTHAPI_LOG_FORMAT=text|json: one handler for the app, Django and uvicorn (authapi/logs.py).
+from authapi.logs import logging_config  # noqa: E402
+
+LOGGING = logging_config(os.environ.get("AUTHAPI_LOG_FORMAT"), os.environ.get("AUTHAPI_LOG_LEVEL"))

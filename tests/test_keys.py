@@ -404,3 +404,68 @@ async def test_rotating_django_secret_key_keeps_asymmetric_sessions(client, user
             refreshed = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
             assert refreshed.status_code == 200, refreshed.text
             assert await _status(client, refreshed.json()["access"]) == 200
+
+
+# --- rotating away from the key derived from DJANGO_SECRET_KEY --------------------------
+
+
+async def test_moving_from_the_derived_key_to_a_signing_key_logs_nobody_out(
+    client, user, authapi_settings
+):
+    pair = await login(client, user)  # signed with the key derived from SECRET_KEY
+    new = "a-new-hmac-signing-secret-" + "q" * 40
+    with authapi_settings(SIGNING_KEY=new):
+        assert await _status(client, pair["access"]) == 401  # not named: not accepted
+    with authapi_settings(SIGNING_KEY=new, PREVIOUS_KEYS="derived"):
+        assert await _status(client, pair["access"]) == 200
+        turned = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+        assert turned.status_code == 200, turned.text
+        fresh = turned.json()["access"]
+        assert (
+            jwt.get_unverified_header(fresh)["kid"]
+            != jwt.get_unverified_header(pair["access"])["kid"]
+        )
+    with authapi_settings(SIGNING_KEY=new):  # the derived key dropped: the new pair lives on
+        assert await _status(client, fresh) == 200
+        assert await _status(client, pair["access"]) == 401
+
+
+async def test_an_algorithm_change_names_the_derived_key_with_its_algorithm(
+    client, user, authapi_settings
+):
+    pair = await login(client, user)
+    with authapi_settings(**_key_settings("ES256"), PREVIOUS_KEYS="HS256:derived"):
+        assert await _status(client, pair["access"]) == 200
+
+
+async def test_django_secret_key_rotates_with_its_fallbacks(client, user):
+    from django.conf import settings
+    from django.test import override_settings
+
+    pair = await login(client, user)
+    old = settings.SECRET_KEY
+    with override_settings(SECRET_KEY="rotated-django-secret-" + "w" * 40):
+        assert await _status(client, pair["access"]) == 401
+    with override_settings(
+        SECRET_KEY="rotated-django-secret-" + "w" * 40, SECRET_KEY_FALLBACKS=[old]
+    ):
+        assert await _status(client, pair["access"]) == 200
+        turned = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+        assert turned.status_code == 200
+
+
+def test_derived_is_only_an_hmac_key():
+    from authapi import conf, keys
+
+    with pytest.raises(keys.KeyConfigError, match="HS256:derived"):
+        keys.build(
+            conf.from_mapping({**_key_settings("ES256"), "PREVIOUS_KEYS": "derived"}), "x" * 50
+        )
+
+
+def test_genkey_advice_names_the_derived_key(capsys):
+    from django.core.management import call_command
+
+    call_command("authapi", "genkey", "--algorithm", "HS256")
+    out = capsys.readouterr().out
+    assert "AUTHAPI_PREVIOUS_KEYS=HS256:derived" in out

@@ -38,12 +38,17 @@ class Command(BaseCommand):
     def _genkey(self, algorithm: str, out: str | None, force: bool, **_: Any) -> None:
         from django.conf import settings
 
+        old = conf.get()
+        replaced = (
+            f"{old.algorithm}:{keys.DERIVED}" if not old.signing_key else "<the key it replaces>"
+        )
         if algorithm in conf.HMAC_ALGORITHMS:
             secret = keys.generate_secret(algorithm)
             self.stdout.write(
                 f"A new {algorithm} secret. Set it in the environment (it is not saved):\n"
                 f"  AUTHAPI_ALGORITHM={algorithm}\n  AUTHAPI_SIGNING_KEY={secret}\n"
-                "and put the secret it replaces in AUTHAPI_PREVIOUS_KEYS until its tokens expire.\n"
+                f"  AUTHAPI_PREVIOUS_KEYS={replaced}\n"
+                "and keep the key it replaces there until its tokens expire.\n"
             )
             return
 
@@ -61,13 +66,13 @@ class Command(BaseCommand):
         self.stdout.write(f"Wrote {algorithm} private key to {path} (mode 0600).\n")
         self.stdout.write("To roll it in without logging anybody out:\n")
         self.stdout.write(f"  AUTHAPI_ALGORITHM={algorithm}\n  AUTHAPI_SIGNING_KEY={path}\n")
-        old = conf.get()
         if old.signing_key and old.algorithm == algorithm:
             self.stdout.write(f"  AUTHAPI_PREVIOUS_KEYS={old.signing_key}\n")
         else:
             self.stdout.write(
-                f"  AUTHAPI_PREVIOUS_KEYS={old.algorithm}:<the key it replaces>\n"
-                "  (an ALG: prefix keeps an earlier key of another algorithm accepted)\n"
+                f"  AUTHAPI_PREVIOUS_KEYS={replaced}\n"
+                "  (an ALG: prefix keeps an earlier key of another algorithm accepted;\n"
+                "  ALG:derived is the key derived from DJANGO_SECRET_KEY)\n"
             )
         self.stdout.write(
             "Restart the workers. Drop the old key from AUTHAPI_PREVIOUS_KEYS once its tokens\n"
