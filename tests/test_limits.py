@@ -324,13 +324,6 @@ def documented_flags() -> list[str]:
 FLAGS = documented_flags()
 
 
-def test_compose_launches_uvicorn_with_the_same_flags():
-    compose = (ROOT / "compose.yaml").read_text()
-    line = next(x for x in compose.splitlines() if "uvicorn project.asgi:application" in x)
-    assert " ".join(FLAGS) in line
-    assert {"--http", "h11", "--h11-max-incomplete-event-size", "--no-proxy-headers"} <= set(FLAGS)
-
-
 @pytest.fixture(scope="module")
 def server():
     with LiveServer(*FLAGS) as live:
