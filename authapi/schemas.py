@@ -23,9 +23,24 @@ M = TypeVar("M", bound=Schema)
 NO_NUL = r"^[^\x00]*$"  # declared in the schema, so clients know before they send
 
 
+# What "Try it out" in the docs UI fills in: the user README's first step creates, and
+# token-shaped strings (paste the real ones from the login answer).
+EXAMPLE_REFRESH = (
+    "eyJhbGciOiJIUzI1NiIsImtpZCI6ImhzLWV4YW1wbGUiLCJ0eXAiOiJKV1QifQ."
+    "eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.paste-the-refresh-token-from-login"
+)
+EXAMPLES: dict[str, dict[str, str]] = {
+    "LoginIn": {"username": "alice", "password": "s3cret-pass"},
+    "RefreshIn": {"refresh": EXAMPLE_REFRESH},
+    "VerifyIn": {"token": EXAMPLE_REFRESH},
+}
+
+
 class LoginIn(Schema):
-    username: StrictStr = Field(min_length=1, max_length=150, pattern=NO_NUL)
-    password: StrictStr = Field(min_length=1, max_length=4096, pattern=NO_NUL)
+    username: StrictStr = Field(min_length=1, max_length=150, pattern=NO_NUL, examples=["alice"])
+    password: StrictStr = Field(
+        min_length=1, max_length=4096, pattern=NO_NUL, examples=["s3cret-pass"]
+    )
 
 
 class RefreshIn(Schema):
@@ -134,8 +149,10 @@ def parse(request: HttpRequest, model: type[M]) -> M:
 def body_doc(model: type[Schema]) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for a body accepted as JSON or as a form."""
     schema = model.model_json_schema()
+    example = EXAMPLES.get(model.__name__)
+    extra = {"example": example} if example else {}
     content = {
-        "application/json": {"schema": schema},
-        "application/x-www-form-urlencoded": {"schema": schema},
+        "application/json": {"schema": schema, **extra},
+        "application/x-www-form-urlencoded": {"schema": schema, **extra},
     }
     return {"requestBody": {"required": True, "content": content}}

@@ -127,3 +127,12 @@ async def test_health(client):
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+async def test_try_it_out_shows_the_readme_user(client):
+    schema = (await client.get("/api/openapi.json")).json()
+    body = schema["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]
+    for media in ("application/json", "application/x-www-form-urlencoded"):
+        assert body[media]["example"] == {"username": "alice", "password": "s3cret-pass"}
+    refresh = schema["paths"]["/api/auth/refresh"]["post"]["requestBody"]["content"]
+    assert refresh["application/json"]["example"]["refresh"].startswith("eyJ")
