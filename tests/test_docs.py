@@ -136,3 +136,12 @@ async def test_try_it_out_shows_the_readme_user(client):
         assert body[media]["example"] == {"username": "alice", "password": "s3cret-pass"}
     refresh = schema["paths"]["/api/auth/refresh"]["post"]["requestBody"]["content"]
     assert refresh["application/json"]["example"]["refresh"].startswith("eyJ")
+
+
+def test_the_http_reference_is_the_openapi_document():
+    """docs/http.md is generated; regenerate with `manage.py authapi reference`."""
+    from authapi.api import api
+    from authapi.reference import render
+    from tests.conftest import ROOT
+
+    assert (ROOT / "docs" / "http.md").read_text() == render(api.get_openapi_schema())

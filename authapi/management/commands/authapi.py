@@ -16,7 +16,10 @@ from authapi.signals import revoke_user_sync
 
 
 class Command(BaseCommand):
-    help = "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session SID | --all)."
+    help = (
+        "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session SID | --all), "
+        "reference."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -31,6 +34,7 @@ class Command(BaseCommand):
         which = rev.add_mutually_exclusive_group(required=True)
         which.add_argument("--session", metavar="SID")
         which.add_argument("--all", action="store_true")
+        sub.add_parser("reference", help="Print the HTTP reference (docs/http.md) in Markdown.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"_{action}")(**options)
@@ -78,6 +82,12 @@ class Command(BaseCommand):
             "Restart the workers. Drop the old key from AUTHAPI_PREVIOUS_KEYS once its tokens\n"
             "have expired (AUTHAPI_REFRESH_TOKEN_LIFETIME after the switch).\n"
         )
+
+    def _reference(self, **_: Any) -> None:
+        from authapi.api import api
+        from authapi.reference import render
+
+        self.stdout.write(render(api.get_openapi_schema()), ending="")
 
     def _user(self, username: str) -> Any:
         model = get_user_model()
