@@ -22,7 +22,7 @@ def _ref(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
 
 def _type(schema: dict[str, Any], document: dict[str, Any]) -> str:
     if "$ref" in schema:
-        return "`" + schema["$ref"].rsplit("/", 1)[-1] + "`"
+        return "`" + str(schema["$ref"]).rsplit("/", 1)[-1] + "`"
     if "anyOf" in schema:
         return " or ".join(_type(s, document) for s in schema["anyOf"])
     if schema.get("type") == "array":
