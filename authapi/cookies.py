@@ -17,8 +17,11 @@ A response that sets the cookies leaves the refresh token out of its JSON body, 
 script on the page ever holds it; the access token stays in the body.
 
 Cookies are only ever set for a same-origin request (``Sec-Fetch-Site`` and ``Origin``),
-so a cross-site form cannot log a browser into someone else's account (login CSRF); such
-a login still gets its whole JSON pair, refresh token included.
+or one from an origin that CORS allows with credentials (``DJANGO_CORS_ALLOWED_ORIGINS``:
+a single-page app on another port or subdomain of the same site), so a cross-site form
+cannot log a browser into someone else's account (login CSRF); such a login still gets
+its whole JSON pair, refresh token included. The cookies are SameSite: a page on another
+*site* cannot use them; serve the app from the same site.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hmac
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 from django.http.request import split_domain_port
@@ -77,12 +81,20 @@ def refresh_token(request: HttpRequest) -> str | None:
     return token
 
 
+def _trusted_origins() -> set[str]:
+    """Origins whose pages may hold our cookies: CORS's allowed list (with credentials)."""
+    return set(getattr(settings, "CORS_ALLOWED_ORIGINS", None) or ())
+
+
 def _same_origin(request: HttpRequest) -> bool:
-    """Whether the browser says the request comes from our own pages (or is no browser's)."""
+    """Whether the request comes from our own pages, from an origin CORS allows with
+    credentials (DJANGO_CORS_ALLOWED_ORIGINS), or from no browser at all."""
     site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in _trusted_origins():
+        return site in {None, "same-origin", "same-site", "none"}
     if site is not None and site not in {"same-origin", "none"}:
         return False
-    origin = request.headers.get("Origin")
     if origin is None:
         return True
     scheme = "https" if request.is_secure() else "http"

@@ -280,3 +280,28 @@ async def test_cross_origin_login_in_cookie_mode_keeps_refresh_in_the_body(brows
     assert pair["refresh"]
     refreshed = await browser.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
     assert refreshed.status_code == 200, refreshed.text
+
+
+async def test_an_origin_cors_allows_gets_cookies_and_a_foreign_one_does_not(
+    client, user, authapi_settings
+):
+    from django.test import override_settings
+
+    body = {"username": user.username, "password": PASSWORD}
+    app = "http://127.0.0.1:5173"
+    with authapi_settings(COOKIES="1"), override_settings(CORS_ALLOWED_ORIGINS=[app]):
+        allowed = await client.post(
+            "/api/auth/login", json=body, headers={"Origin": app, "Sec-Fetch-Site": "same-site"}
+        )
+        assert allowed.status_code == 200 and "refresh" not in allowed.json()
+        assert "authapi_refresh" in allowed.headers.get("set-cookie", "")
+        assert allowed.headers["Access-Control-Allow-Origin"] == app
+        assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+        foreign = await client.post(
+            "/api/auth/login",
+            json=body,
+            headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        )
+        assert foreign.status_code == 200 and "refresh" in foreign.json()
+        assert "authapi_refresh" not in foreign.headers.get("set-cookie", "")
+        assert "Access-Control-Allow-Origin" not in foreign.headers
