@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from authapi import cookies, sessions, store, tokens
+from authapi import cookies, store, tokens, users
 from authapi.errors import TokenInvalid
 
 
@@ -36,7 +36,7 @@ class AccessContext:
     async def auser(self) -> Any:
         """The user the token names (one database query, cached); TokenInvalid if gone."""
         if self._user is None:
-            user = await sessions.get_user(self.claims.user_id)
+            user = await users.get_user(self.claims.user_id)
             if user is None or not user.is_active:
                 raise TokenInvalid("User is inactive or deleted")
             self._user = user

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import (
     check_password,
     get_hasher,
@@ -69,12 +68,3 @@ async def rehash(user: Any, password: str) -> None:
         await user.asave(update_fields=["password"])
     finally:
         user._authapi_rehash = False
-
-
-async def find_user(username: str) -> Any | None:
-    """The user with that username (the model's USERNAME_FIELD), or None."""
-    model = get_user_model()
-    try:
-        return await model._default_manager.aget_by_natural_key(username)
-    except model.DoesNotExist:
-        return None

@@ -1,25 +1,20 @@
 """The session life cycle: log in, refresh (rotate), log out, verify, revoke.
 
-Views call these; they speak tokens and the store, and raise only ``AuthApiError``s.
+Views call these; they speak tokens, users and the store, and raise only
+``AuthApiError``s. Who the user is lives in ``users.py``, who the client is in
+``client.py``, what gets announced in ``events.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http import HttpRequest
-from django.utils.module_loading import import_string
 from django.views.decorators.debug import sensitive_variables
 
-from authapi import conf, events, passwords, store, throttle, tokens
+from authapi import conf, events, passwords, store, throttle, tokens, users
 from authapi.client import client_ip, user_agent
 from authapi.errors import (
     AuthenticationFailed,
@@ -30,71 +25,7 @@ from authapi.errors import (
 )
 
 logger = logging.getLogger("authapi")
-
-
-@cache
-def _claims_callable() -> Callable[[Any], dict[str, Any]] | None:
-    path = conf.get().custom_claims
-    if not path:
-        return None
-    try:
-        func: Callable[[Any], dict[str, Any]] = import_string(path)
-    except ImportError as exc:
-        raise ImproperlyConfigured(f"AUTHAPI_CUSTOM_CLAIMS: cannot import {path!r}.") from exc
-    return func
-
-
-conf.on_reset(_claims_callable.cache_clear)
-
-
-def custom_claims(user: Any) -> dict[str, Any]:
-    """The configured extra claims for ``user``; reserved names are dropped, loudly."""
-    func = _claims_callable()
-    if func is None:
-        return {}
-    claims = func(user)
-    if not isinstance(claims, dict):
-        logger.error(
-            "AUTHAPI_CUSTOM_CLAIMS returned %s, not a dict; ignored", type(claims).__name__
-        )
-        return {}
-    clash = sorted(set(claims) & tokens.RESERVED)
-    if clash:
-        logger.error("AUTHAPI_CUSTOM_CLAIMS may not set reserved claims %s; dropped", clash)
-        claims = {k: v for k, v in claims.items() if k not in tokens.RESERVED}
-    try:
-        json.dumps(claims)
-    except (TypeError, ValueError):
-        logger.error("AUTHAPI_CUSTOM_CLAIMS returned claims that are not JSON; ignored")
-        return {}
-    return claims
-
-
-def user_id_of(user: Any) -> int | str:
-    """The ``user_id`` claim: the primary key, kept an int when it is one (as simplejwt)."""
-    pk = user.pk
-    return pk if isinstance(pk, int) else str(pk)
-
-
-async def get_user(user_id: int | str) -> Any | None:
-    """The user for a ``user_id`` claim, or None when deleted."""
-    model = get_user_model()
-    try:
-        return await model._default_manager.filter(pk=user_id).afirst()
-    except (ValueError, TypeError):
-        return None
-    except DatabaseError as exc:
-        raise DatabaseUnavailable() from exc
-
-
-def password_mark(user: Any) -> str:
-    """A digest of the user's password hash: changes whenever the password does.
-
-    Not keyed with SECRET_KEY, so rotating that key does not end every session; the hash
-    it digests carries a random salt, so the digest tells a reader of Redis nothing.
-    """
-    digest = hashlib.sha256(b"authapi.password-mark\x00" + (user.password or "").encode())
-    return digest.hexdigest()[:24]
+user_id_of = users.user_id_of  # TODO(lead): admin.py moves to users.user_id_of, then drop
 
 
 def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:
@@ -112,11 +43,11 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
     cfg = conf.get()
     moment = tokens.now()
     now, now_ms = int(moment), int(moment * 1000)
-    uid, sid, jti = user_id_of(user), tokens.new_id(), tokens.new_id()
+    uid, sid, jti = users.user_id_of(user), tokens.new_id(), tokens.new_id()
     max_exp = now + cfg.session_max_age
     refresh_exp = min(now + cfg.refresh_lifetime, max_exp)
     access_exp = min(now + cfg.access_lifetime, max_exp)
-    extra = custom_claims(user)
+    extra = users.custom_claims(user)
     evicted = await store.start_session(
         user_id=uid,
         sid=sid,
@@ -129,7 +60,7 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
         user_agent=user_agent(request),
         ip=client_ip(request),
         max_sessions=cfg.max_sessions,
-        password_mark=password_mark(user),
+        password_mark=users.password_mark(user),
     )
     for old in evicted:
         await events.emit(
@@ -139,21 +70,6 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
     access = tokens.encode(tokens.build("access", exp=access_exp, **common))
     refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
     return sid, _pair(access, refresh, access_exp, refresh_exp, now)
-
-
-async def _unchanged(user: Any) -> bool:
-    """Whether ``user``'s password hash and active flag are still what the login checked."""
-    model = get_user_model()
-    fields = [f.name for f in model._meta.concrete_fields if f.name in {"password", "is_active"}]
-    try:
-        row = await model._default_manager.filter(pk=user.pk).values(*fields).afirst()
-    except DatabaseError as exc:
-        raise DatabaseUnavailable() from exc
-    return (
-        row is not None
-        and row.get("password", user.password) == user.password
-        and bool(row.get("is_active", True))
-    )
 
 
 @sensitive_variables("password")
@@ -167,7 +83,7 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
     """
     attempt = await throttle.reserve(request, username)
     try:
-        user = await passwords.find_user(username)
+        user = await users.find(username)
     except DatabaseError as exc:
         raise DatabaseUnavailable() from exc
     usable = user is not None and user.has_usable_password()
@@ -178,13 +94,13 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
         await events.emit("login_failed", request, user_id=user.pk if user else None)
         raise AuthenticationFailed()
     if upgrade:
-        old_mark = password_mark(user)
+        old_mark = users.password_mark(user)
         await passwords.rehash(user, password)
-        await store.remark_password(user_id_of(user), old_mark, password_mark(user))
+        await store.remark_password(users.user_id_of(user), old_mark, users.password_mark(user))
     await throttle.succeeded(attempt)
     sid, pair = await start(user, request)
-    uid = user_id_of(user)
-    if not await _unchanged(user):
+    uid = users.user_id_of(user)
+    if not await users.unchanged(user):
         await store.revoke_session(uid, sid)
         await events.emit(
             "login_failed", request, user_id=uid, session_id=sid, reason="account_changed"
@@ -204,7 +120,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     """Spend a refresh token and return the session's next pair."""
     cfg = conf.get()
     claims = tokens.decode(token, "refresh")
-    user = await get_user(claims.user_id)
+    user = await users.get_user(claims.user_id)
     if user is None or not user.is_active:
         if await store.revoke_session(claims.user_id, claims.sid):
             await _session_ended(request, claims, "user_inactive")
@@ -222,7 +138,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         reuse_interval_ms=cfg.reuse_interval * 1000,
         user_agent=user_agent(request),
         ip=client_ip(request),
-        password_mark=password_mark(user),
+        password_mark=users.password_mark(user),
     )
     if rotation.outcome == "stale":
         await _session_ended(request, claims, "password_changed")
@@ -235,7 +151,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         raise RefreshReuse()
     if rotation.outcome != "ok" and rotation.outcome != "same":
         raise TokenInvalid("Token has been revoked")
-    extra = custom_claims(user)
+    extra = users.custom_claims(user)
     common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}
     access = tokens.encode(tokens.build("access", iat=now, exp=rotation.access_exp, **common))
     new_refresh = tokens.encode(

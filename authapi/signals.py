@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from authapi import events, store
+from authapi import events, store, users
 
 _WATCHED = {"password", "is_active"}
 
@@ -58,7 +58,7 @@ def _on_commit(pk: Any, reason: str, using: str) -> None:
 
 def revoke_user_sync(pk: Any, reason: str) -> int:
     """End all sessions of the user with primary key ``pk`` from synchronous code."""
-    user_id = pk if isinstance(pk, int) else str(pk)
+    user_id = users.id_claim(pk)
     count = store.run_sync(lambda: store.revoke_user(user_id))
     events.emit_sync("user_sessions_revoked", user_id=user_id, reason=reason, sessions=count)
     return count

@@ -222,7 +222,7 @@ async def test_simplejwt_aliases_follow_the_same_rules(client, user):
 
 async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, user):
     """redis-py retries a script whose reply was lost; the same call must not kill the family."""
-    from authapi import sessions, store, tokens
+    from authapi import store, tokens, users
 
     pair = await login(client, user)
     claims = _claims(pair["refresh"])
@@ -231,7 +231,7 @@ async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, 
         "user_id": claims["user_id"], "sid": claims["sid"], "jti": claims["jti"],
         "new_jti": tokens.new_id(), "now_ms": now * 1000, "refresh_exp": now + 600,
         "access_exp": now + 60, "reuse_interval_ms": 0, "user_agent": "t", "ip": "127.0.0.1",
-        "password_mark": sessions.password_mark(user),
+        "password_mark": users.password_mark(user),
     }  # fmt: skip
     first = await store.rotate(**call)
     again = await store.rotate(**call)

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from authapi import conf, events, keys, store
+from authapi import conf, events, keys, store, users
 from authapi.signals import revoke_user_sync
 
 
@@ -98,7 +98,7 @@ class Command(BaseCommand):
 
     def _sessions(self, username: str, **_: Any) -> None:
         user = self._user(username)
-        uid = user.pk if isinstance(user.pk, int) else str(user.pk)
+        uid = users.user_id_of(user)
         rows = store.run_sync(lambda: store.list_sessions(uid))
         if not rows:
             self.stdout.write(f"{username} has no live sessions.\n")
@@ -113,7 +113,7 @@ class Command(BaseCommand):
 
     def _revoke(self, username: str, session: str | None, all: bool, **_: Any) -> None:
         user = self._user(username)
-        uid = user.pk if isinstance(user.pk, int) else str(user.pk)
+        uid = users.user_id_of(user)
         if all:
             count = revoke_user_sync(uid, "operator")
             self.stdout.write(f"Revoked {count} session(s) of {username}.\n")

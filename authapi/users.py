@@ -1,0 +1,119 @@
+"""Users as the token service sees them: the ``user_id`` claim, lookups, the password
+mark a session remembers, and the project's custom claims.
+
+``DatabaseError`` stops here for lookups: it becomes ``DatabaseUnavailable`` (503).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.utils.module_loading import import_string
+
+from authapi import conf, tokens
+from authapi.errors import DatabaseUnavailable
+
+logger = logging.getLogger("authapi")
+
+
+@cache
+def _claims_callable() -> Callable[[Any], dict[str, Any]] | None:
+    path = conf.get().custom_claims
+    if not path:
+        return None
+    try:
+        func: Callable[[Any], dict[str, Any]] = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"AUTHAPI_CUSTOM_CLAIMS: cannot import {path!r}.") from exc
+    return func
+
+
+conf.on_reset(_claims_callable.cache_clear)
+
+
+def custom_claims(user: Any) -> dict[str, Any]:
+    """The configured extra claims for ``user``; reserved names are dropped, loudly."""
+    func = _claims_callable()
+    if func is None:
+        return {}
+    claims = func(user)
+    if not isinstance(claims, dict):
+        logger.error(
+            "AUTHAPI_CUSTOM_CLAIMS returned %s, not a dict; ignored", type(claims).__name__
+        )
+        return {}
+    clash = sorted(set(claims) & tokens.RESERVED)
+    if clash:
+        logger.error("AUTHAPI_CUSTOM_CLAIMS may not set reserved claims %s; dropped", clash)
+        claims = {k: v for k, v in claims.items() if k not in tokens.RESERVED}
+    try:
+        json.dumps(claims)
+    except (TypeError, ValueError):
+        logger.error("AUTHAPI_CUSTOM_CLAIMS returned claims that are not JSON; ignored")
+        return {}
+    return claims
+
+
+def id_claim(pk: Any) -> int | str:
+    """The ``user_id`` claim of a primary key: kept an int when it is one (as simplejwt)."""
+    return pk if isinstance(pk, int) else str(pk)
+
+
+def user_id_of(user: Any) -> int | str:
+    """The ``user_id`` claim of ``user``."""
+    return id_claim(user.pk)
+
+
+async def get_user(user_id: int | str) -> Any | None:
+    """The user for a ``user_id`` claim, or None when deleted."""
+    model = get_user_model()
+    try:
+        return await model._default_manager.filter(pk=user_id).afirst()
+    except (ValueError, TypeError):
+        return None
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+
+
+def password_mark(user: Any) -> str:
+    """A digest of the user's password hash: changes whenever the password does.
+
+    Not keyed with SECRET_KEY, so rotating that key does not end every session; the hash
+    it digests carries a random salt, so the digest tells a reader of Redis nothing.
+    """
+    digest = hashlib.sha256(b"authapi.password-mark\x00" + (user.password or "").encode())
+    return digest.hexdigest()[:24]
+
+
+async def find(username: str) -> Any | None:
+    """The user with that username (the model's USERNAME_FIELD), or None."""
+    model = get_user_model()
+    try:
+        return await model._default_manager.aget_by_natural_key(username)
+    except model.DoesNotExist:
+        return None
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+
+
+async def unchanged(user: Any) -> bool:
+    """Whether ``user``'s password hash and active flag are still what the login checked."""
+    model = get_user_model()
+    fields = [f.name for f in model._meta.concrete_fields if f.name in {"password", "is_active"}]
+    try:
+        row = await model._default_manager.filter(pk=user.pk).values(*fields).afirst()
+    except DatabaseError as exc:
+        raise DatabaseUnavailable() from exc
+    return (
+        row is not None
+        and row.get("password", user.password) == user.password
+        and bool(row.get("is_active", True))
+    )
