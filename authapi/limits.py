@@ -50,6 +50,7 @@ def _error(status: int, code: str, detail: str) -> tuple[int, list[tuple[bytes, 
 TOO_LARGE = _error(413, PayloadTooLarge.code, PayloadTooLarge.detail)
 BAD_LENGTH = _error(400, BadRequest.code, "Content-Length is not a number.")
 TIMEOUT = _error(408, "request_timeout", "The request body did not arrive in time.")
+BAD_QUERY = _error(400, "bad_request", "The query string is not UTF-8.")
 HEADERS_TOO_LARGE = _error(
     431, "request_header_fields_too_large", "Request headers are too many or too large."
 )
@@ -73,6 +74,13 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        query = scope.get("query_string", b"")
+        if query and not query.isascii():
+            try:  # Django decodes it before any middleware, and answers an HTML 400
+                query.decode()
+            except UnicodeDecodeError:
+                await _answer(send, BAD_QUERY)
+                return
         headers = scope["headers"]
         if len(headers) > MAX_HEADERS:
             await _answer(send, HEADERS_TOO_LARGE)

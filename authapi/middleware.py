@@ -3,6 +3,7 @@ serve static files (the docs UI) through WhiteNoise without a thread hop elsewhe
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,10 +42,29 @@ def _too_large(request: HttpRequest) -> bool:
         return False
 
 
+def _with_code(response: HttpResponseBase) -> HttpResponseBase:
+    """A JSON error without "code" (a NinjaAPI without our handlers) gets one by status."""
+    if not isinstance(response, HttpResponse):
+        return response
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response
+    if isinstance(body, dict) and "code" not in body:
+        body["code"] = _CODES.get(response.status_code, "error")
+        response.content = json.dumps(body).encode()
+        response["Content-Length"] = str(len(response.content))
+        if response.status_code == 401 and "WWW-Authenticate" not in response:
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
 def _as_json(response: HttpResponseBase) -> HttpResponseBase:
     status = response.status_code
-    if status < 400 or response.get("Content-Type", "").startswith("application/json"):
+    if status < 400:
         return response
+    if response.get("Content-Type", "").startswith("application/json"):
+        return _with_code(response)
     reason = response.reason_phrase or "Error"
     if status >= 500:
         reason = "Internal server error."

@@ -110,7 +110,8 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
             MultiPartParserError,
             SuspiciousOperation,  # TooManyFieldsSent, TooManyFilesSent
             DjangoBadRequest,  # a charset other than UTF-8
-            UnicodeDecodeError,
+            UnicodeError,  # also codecs that refuse to decode at all ("undefined", "idna")
+            LookupError,  # a multipart charset that is no text encoding (rot13, base64)
         ):
             raise BadRequest("Malformed form body (forms must be UTF-8).") from None
     if (

@@ -22,6 +22,7 @@ REQUIRED = ("token_type", "exp", "iat", "jti", "user_id", "sid")
 RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub"})
 MAX_TOKEN_LENGTH = 8192
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # no "=" padding
 _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch: "$" would let a final "\n" through
 
 
@@ -98,8 +99,8 @@ def _is_id(value: Any) -> bool:
 
 def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
     """Verify signature and claims; refuse any token not of an ``expected`` type."""
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
-        raise TokenInvalid("Token is malformed")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _COMPACT.fullmatch(token):
+        raise TokenInvalid("Token is malformed")  # one spelling only (RFC 7515 compact form)
     cfg = conf.get()
     keyset = keys.get()
     try:
