@@ -25,7 +25,6 @@ from authapi.errors import (
 )
 
 logger = logging.getLogger("authapi")
-user_id_of = users.user_id_of  # TODO(lead): admin.py moves to users.user_id_of, then drop
 
 
 def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:
@@ -119,11 +118,22 @@ async def _session_ended(request: HttpRequest, claims: tokens.Claims, reason: st
 async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     """Spend a refresh token and return the session's next pair."""
     cfg = conf.get()
-    claims = tokens.decode(token, "refresh")
+    try:
+        claims = tokens.decode(token, "refresh")
+    except TokenInvalid as exc:
+        await events.emit("refresh_failed", request, reason="invalid", detail=exc.message)
+        raise
     user = await users.get_user(claims.user_id)
     if user is None or not user.is_active:
         if await store.revoke_session(claims.user_id, claims.sid):
             await _session_ended(request, claims, "user_inactive")
+        await events.emit(
+            "refresh_failed",
+            request,
+            user_id=claims.user_id,
+            session_id=claims.sid,
+            reason="user_inactive",
+        )
         raise TokenInvalid("User is inactive or deleted")
     moment = tokens.now()
     now = int(moment)
@@ -150,6 +160,13 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         await _session_ended(request, claims, "reuse")
         raise RefreshReuse()
     if rotation.outcome != "ok" and rotation.outcome != "same":
+        await events.emit(
+            "refresh_failed",
+            request,
+            user_id=claims.user_id,
+            session_id=claims.sid,
+            reason="revoked",
+        )
         raise TokenInvalid("Token has been revoked")
     extra = users.custom_claims(user)
     common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}

@@ -37,7 +37,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import conf, embedded, redis_url
+from authapi import conf, embedded, metrics, redis_url
 from authapi.errors import StoreUnavailable
 from authapi.lua import (
     ATTEMPT,
@@ -181,6 +181,7 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
             future.add_done_callback(_closing.discard)
 
 
+@metrics.timed_store
 async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
     store = await _get()
     try:

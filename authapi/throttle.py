@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from authapi import conf, store
+from authapi import conf, events, store
 from authapi.client import client_ip
 from authapi.errors import Throttled
 
@@ -27,6 +27,7 @@ async def reserve(request: HttpRequest, username: str) -> store.Attempt | None:
     attempt = store.attempt_keys(client_ip(request), username)
     wait = await store.reserve_attempt(attempt, cfg.login_rate, cfg.login_rate_per_ip)
     if wait:
+        await events.emit("login_throttled", request, retry_after=wait)
         raise Throttled(wait)
     return attempt
 

@@ -3,7 +3,7 @@
     urlpatterns = [..., path("", include("authapi.urls"))]
 
 The API under ``api/`` (login, refresh, logout, logout-all, verify, me, sessions, docs,
-the simplejwt aliases), the JWKS document and the health check.
+the simplejwt aliases), the JWKS document, the health check and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/", api.urls),
     path(".well-known/jwks.json", views.jwks, name="jwks"),
     path("health", views.health, name="health"),
+    path("metrics", views.prometheus, name="metrics"),
 ]

@@ -1,15 +1,20 @@
-"""Plain async Django views outside /api: the JWKS document and the health check."""
+"""Plain async Django views outside /api: the JWKS document, the health check, metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from authapi import conf, keys, store
-from authapi.errors import NotFound
+from authapi import conf, keys, metrics, store
+from authapi.auth import bearer_token
+from authapi.errors import NotAuthenticated, NotFound, TokenInvalid
 
 
 @csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
@@ -53,4 +58,29 @@ async def health(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(body, status=200 if ok else 503)
     if not ok:
         response["Retry-After"] = "5"
+    return response
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+@csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
+@require_GET
+async def prometheus(request: HttpRequest) -> HttpResponse:
+    """``/metrics``: Prometheus text for ``Authorization: Bearer <AUTHAPI_METRICS_TOKEN>``;
+    a 404 while no token is configured."""
+    expected = conf.get().metrics_token
+    if expected is None:
+        return NotFound().response()
+    sent = bearer_token(request)
+    if not sent:
+        return NotAuthenticated().response()
+    # Digests first: equal lengths, so the comparison time tells nothing about the token.
+    if not hmac.compare_digest(_digest(sent), _digest(expected)):
+        return TokenInvalid("The metrics token is not valid.").response()
+    response = HttpResponse(
+        await asyncio.to_thread(metrics.render), content_type=metrics.CONTENT_TYPE
+    )
+    response["Cache-Control"] = "no-store"
     return response

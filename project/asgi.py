@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 django_application = get_asgi_application()
 
-from authapi import startup  # noqa: E402  (needs the app registry)
+from authapi import metrics, startup  # noqa: E402  (needs the app registry)
 from authapi.lifespan import with_lifespan  # noqa: E402
 from authapi.limits import RequestLimits  # noqa: E402
 from authapi.serving import serve  # noqa: E402
@@ -18,4 +18,4 @@ from authapi.serving import serve  # noqa: E402
 startup.validate()
 # The limits come before Django's handler, which reads the whole body before any middleware.
 # serve(): no thread started per request, and the API through its own lean middleware.
-application = with_lifespan(RequestLimits(serve(django_application)))
+application = with_lifespan(metrics.instrument(RequestLimits(serve(django_application))))
