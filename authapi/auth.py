@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from typing import Any
 
@@ -15,11 +16,14 @@ from authapi.errors import TokenInvalid
 class AccessContext:
     """What ``request.auth`` holds: the verified claims; the user only when asked for."""
 
-    __slots__ = ("claims", "_user")
+    __slots__ = ("claims", "_user", "profile")
 
-    def __init__(self, claims: tokens.Claims) -> None:
+    def __init__(self, claims: tokens.Claims, profile: dict[str, Any] | None = None) -> None:
         self.claims = claims
         self._user: Any = None
+        #: The user's public fields as the session last saw them (``JWTBearer(profile=True)``):
+        #: set at login and each refresh, updated when the user is saved. None if not read.
+        self.profile = profile
 
     @property
     def user_id(self) -> int | str:
@@ -54,16 +58,39 @@ def bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
-async def check_access(token: str) -> AccessContext:
-    """Verify an access token and that it is not revoked."""
+async def check_access(token: str, *, profile: bool = False) -> AccessContext:
+    """Verify an access token and that it is not revoked; with ``profile``, the same one
+    Redis command also brings the user's public fields."""
     claims = tokens.decode(token, "access")
-    if not await store.access_allowed(claims.user_id, claims.sid, claims.jti):
+    if not profile:
+        if not await store.access_allowed(claims.user_id, claims.sid, claims.jti):
+            raise TokenInvalid("Token has been revoked")
+        return AccessContext(claims)
+    allowed, snapshot = await store.access_profile(claims.user_id, claims.sid, claims.jti)
+    if not allowed:
         raise TokenInvalid("Token has been revoked")
-    return AccessContext(claims)
+    return AccessContext(claims, _loads(snapshot))
+
+
+def _loads(snapshot: str | None) -> dict[str, Any] | None:
+    if not snapshot:
+        return None
+    try:
+        value = json.loads(snapshot)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class JWTBearer(HttpBearer):
-    """Async Bearer auth for Ninja views, sync or async; never logs the credential."""
+    """Async Bearer auth for Ninja views, sync or async; never logs the credential.
+
+    ``JWTBearer(profile=True)`` also fills ``request.auth.profile`` (same one command).
+    """
+
+    def __init__(self, *, profile: bool = False) -> None:
+        super().__init__()
+        self.with_profile = profile
 
     def __call__(self, request: HttpRequest) -> Awaitable[AccessContext] | None:
         token = bearer_token(request)
@@ -74,7 +101,7 @@ class JWTBearer(HttpBearer):
         return self.authenticate(request, token)
 
     async def authenticate(self, request: HttpRequest, token: str) -> AccessContext:
-        return await check_access(token)
+        return await check_access(token, profile=self.with_profile)
 
 
 jwt_bearer = JWTBearer()

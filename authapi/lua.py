@@ -24,7 +24,7 @@ for i = 1, #live - tonumber(ARGV[12]) + 1 do
 end
 redis.call('HSET', KEYS[1], 'uid', ARGV[4], 'cur', ARGV[5], 'cur_iat', ARGV[6],
   'cur_exp', ARGV[7], 'acc_exp', ARGV[8], 'max_exp', ARGV[9], 'created', now,
-  'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11], 'pw', ARGV[13])
+  'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11], 'pw', ARGV[13], 'prof', ARGV[14])
 local expire_at = math.max(tonumber(ARGV[7]), tonumber(ARGV[8])) * 1000
 redis.call('PEXPIREAT', KEYS[1], expire_at)
 redis.call('ZADD', idx, now, ARGV[3])
@@ -60,6 +60,8 @@ local function keep_alive(until_s)
   if ttl < 0 or now + ttl < expire_at then redis.call('PEXPIREAT', idx, expire_at) end
   redis.call('HSET', s, 'acc_exp', math.max(aexp, acc_old), 'last_used', now,
     'ua', ARGV[8], 'ip', ARGV[9])
+  -- the user as the database has it now: what /me answers until the next refresh
+  if ARGV[13] and ARGV[13] ~= '' then redis.call('HSET', s, 'prof', ARGV[13]) end
 end
 if f[1] == jti then
   if tonumber(f[5]) * 1000 <= now then return {'gone'} end
@@ -155,5 +157,14 @@ return 0
 REFUND = """
 redis.call('DEL', KEYS[1])
 if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 0
+"""
+
+# The user's public fields changed (a save that ends no session): every session shows them.
+PROFILE = """
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. 's:' .. sid
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'prof', ARGV[2]) end
+end
 return 0
 """

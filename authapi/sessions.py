@@ -60,6 +60,7 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
         ip=client_ip(request),
         max_sessions=cfg.max_sessions,
         password_mark=users.password_mark(user),
+        profile=users.profile_json(user),
     )
     for old in evicted:
         await events.emit(
@@ -149,6 +150,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         user_agent=user_agent(request),
         ip=client_ip(request),
         password_mark=users.password_mark(user),
+        profile=users.profile_json(user),
     )
     if rotation.outcome == "stale":
         await _session_ended(request, claims, "password_changed")

@@ -5,7 +5,9 @@ Caught on the model's save and delete, so it covers ``set_password()`` + ``save(
 admin, ``changepassword`` and any code that saves a new hash. ``QuerySet.update()`` sends
 no signals; refresh re-checks that the user exists and is active all the same.
 Revocation runs when the change commits, and a login re-reads the user after starting its
-session, so a login that raced the change cannot outlive it.
+session, so a login that raced the change cannot outlive it. Any other change to the
+user's public fields (username, email, names) is copied into their sessions, which is
+what ``/me`` answers from.
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ from authapi import events, store, users
 _WATCHED = {"password", "is_active"}
 
 
+def _fields(model: Any) -> list[str]:
+    names = {f.name for f in model._meta.concrete_fields}
+    wanted = ["password", "is_active", model.USERNAME_FIELD, *users.PROFILE_FIELDS]
+    return [name for name in dict.fromkeys(wanted) if name in names]
+
+
 def _before_save(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
     instance._authapi_revoke = False
+    instance._authapi_profile = False
     if instance.pk is None or getattr(instance, "_authapi_rehash", False):
         return
-    if update_fields is not None and not (_WATCHED & set(update_fields)):
+    fields = _fields(sender)
+    if update_fields is not None and not set(fields) & set(update_fields):
         return
-    old = (
-        sender._default_manager.filter(pk=instance.pk).values_list("password", "is_active").first()
-    )
+    old = sender._default_manager.filter(pk=instance.pk).values(*fields).first()
     if old is None:
         return
-    password, active = old
-    instance._authapi_revoke = password != instance.password or (
-        active and not getattr(instance, "is_active", True)
+    instance._authapi_revoke = old.get("password") != instance.password or (
+        old.get("is_active", True) and not getattr(instance, "is_active", True)
     )
+    shown = [name for name in fields if name not in _WATCHED]
+    instance._authapi_profile = any(old[n] != getattr(instance, n, None) for n in shown)
 
 
 def _after_save(
@@ -44,6 +53,12 @@ def _after_save(
     if getattr(instance, "_authapi_revoke", False):
         instance._authapi_revoke = False
         _on_commit(instance.pk, "account_changed", using)
+    elif getattr(instance, "_authapi_profile", False):
+        instance._authapi_profile = False
+        user_id, profile = users.user_id_of(instance), users.profile_json(instance)
+        transaction.on_commit(
+            lambda: store.run_sync(lambda: store.update_profile(user_id, profile)), using=using
+        )
 
 
 def _after_delete(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:

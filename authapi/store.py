@@ -7,8 +7,9 @@ only ever name keys of that same tag.
 
 * ``authapi:{u42}:s:<sid>``  hash: one session (rotation family). Fields ``cur``/``prev``
   refresh jti, ``cur_iat``/``cur_exp``, ``acc_exp``, ``max_exp``, ``created``, ``last_used``,
-  ``ua``, ``ip``, ``pw`` (digest of the password hash), and ``rj:<jti>`` for single
-  access tokens revoked. Expires when the last token issued in it would.
+  ``ua``, ``ip``, ``pw`` (digest of the password hash), ``prof`` (the user's public
+  fields, JSON: what /me answers), and ``rj:<jti>`` for single access tokens revoked.
+  Expires when the last token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
 * ``authapi:{t<ip hash>}:u:<username hash>``  login attempts per (client IP, username);
   ``authapi:{t<ip hash>}:ip`` per client IP. Both expire with their window.
@@ -42,6 +43,7 @@ from authapi.errors import StoreUnavailable
 from authapi.lua import (
     ATTEMPT,
     LIST,
+    PROFILE,
     REFUND,
     REHASH,
     REVOKE_ACCESS,
@@ -96,6 +98,7 @@ class Store:
     revoke_access: AsyncScript
     list: AsyncScript
     rehash: AsyncScript
+    profile: AsyncScript
     attempt: AsyncScript
     refund: AsyncScript
 
@@ -129,6 +132,7 @@ class Store:
             revoke_access=redis.register_script(REVOKE_ACCESS),
             list=redis.register_script(LIST),
             rehash=redis.register_script(REHASH),
+            profile=redis.register_script(PROFILE),
             attempt=redis.register_script(ATTEMPT),
             refund=redis.register_script(REFUND),
         )
@@ -270,11 +274,13 @@ async def start_session(
     ip: str,
     max_sessions: int,
     password_mark: str,
+    profile: str = "",
 ) -> list[str]:
     """Create a session whose current refresh token is ``jti``; return evicted sids."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [user_prefix(user_id), now_ms, sid, str(user_id), jti, iat, refresh_exp,
-            access_exp, max_exp, user_agent, ip, max_sessions, password_mark]  # fmt: skip
+            access_exp, max_exp, user_agent, ip, max_sessions, password_mark,
+            profile]  # fmt: skip
     evicted: list[str] = await _run(lambda s: s.start(keys=keys, args=args))
     return evicted
 
@@ -292,12 +298,13 @@ async def rotate(
     user_agent: str,
     ip: str,
     password_mark: str,
+    profile: str = "",
 ) -> Rotation:
     """Spend refresh token ``jti`` of session ``sid`` atomically."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [jti, now_ms, new_jti, now_ms // 1000, refresh_exp, access_exp,
                        reuse_interval_ms, user_agent, ip, str(user_id), sid,
-                       password_mark]  # fmt: skip
+                       password_mark, profile]  # fmt: skip
     reply: list[str] = await _run(lambda s: s.rotate(keys=keys, args=args))
     if reply[0] in {"ok", "same"}:
         return Rotation(reply[0], reply[1], int(reply[2]), int(reply[3]), int(reply[4]))
@@ -309,6 +316,19 @@ async def access_allowed(user_id: int | str, sid: str, jti: str) -> bool:
     key = session_key(user_id, sid)
     uid, revoked = await _run(lambda s: s.redis.hmget(key, ["uid", f"rj:{jti}"]))
     return uid == str(user_id) and revoked is None
+
+
+async def access_profile(user_id: int | str, sid: str, jti: str) -> tuple[bool, str | None]:
+    """The same single HMGET, with the user's profile snapshot: (allowed, profile JSON)."""
+    key = session_key(user_id, sid)
+    uid, revoked, prof = await _run(lambda s: s.redis.hmget(key, ["uid", f"rj:{jti}", "prof"]))
+    return uid == str(user_id) and revoked is None, str(prof) if prof else None
+
+
+async def update_profile(user_id: int | str, profile: str) -> None:
+    """Show a user's changed public fields in every session of theirs."""
+    keys = [index_key(user_id)]
+    await _run(lambda s: s.profile(keys=keys, args=[user_prefix(user_id), profile]))
 
 
 async def refresh_is_current(user_id: int | str, sid: str, jti: str) -> bool:

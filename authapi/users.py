@@ -117,3 +117,16 @@ async def unchanged(user: Any) -> bool:
         and row.get("password", user.password) == user.password
         and bool(row.get("is_active", True))
     )
+
+
+PROFILE_FIELDS = ("email", "first_name", "last_name")
+
+
+def profile(user: Any) -> dict[str, Any]:
+    """What ``/me`` shows: kept in each session, so ``/me`` needs no query."""
+    fields = {name: str(getattr(user, name, "") or "") for name in PROFILE_FIELDS}
+    return {"id": user.pk, "username": user.get_username(), **fields}
+
+
+def profile_json(user: Any) -> str:
+    return json.dumps(profile(user), separators=(",", ":"), default=str)

@@ -156,7 +156,9 @@ async def test_queryset_delete_is_caught(client, user):
 
 
 async def test_me_for_a_user_deleted_without_signals(client, user):
-    """A raw-SQL delete: the access token lives until expiry, but /me cannot serve it."""
+    """A raw-SQL delete sends no signal: /me answers from the session's snapshot, as every
+    claims-only route does, until the next refresh finds the user gone and ends the
+    session (README: what each path trusts and for how long)."""
     from django.db import connection
 
     pair = await login(client, user)
@@ -168,9 +170,44 @@ async def test_me_for_a_user_deleted_without_signals(client, user):
 
     await sync_to_async(raw_delete)()
     response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    assert response.status_code == 200 and response.json()["username"] == user.username
+    assert await _refresh_status(client, pair["refresh"]) == 401
+    response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
-    assert await _refresh_status(client, pair["refresh"]) == 401
+
+
+async def test_me_shows_a_saved_change_to_the_users_fields(client, user):
+    pair = await login(client, user)
+    fresh = await get_user_model().objects.aget(pk=user.pk)
+    fresh.email, fresh.first_name = "new@example.com", "Ada"
+    await fresh.asave()
+    me = (await client.get("/api/auth/me", headers=bearer(pair["access"]))).json()
+    assert (me["email"], me["first_name"]) == ("new@example.com", "Ada")
+    assert await alive(client, pair["access"])  # not a change that ends sessions
+
+
+async def test_me_reads_no_database(client, user):
+    """/me answers from the one Redis command of the access check: the user lookup (the
+    only way it reads the database) is never called."""
+    from authapi import users
+
+    pair = await login(client, user)
+    calls: list[object] = []
+    original = users.get_user
+
+    async def spy(user_id):
+        calls.append(user_id)
+        return await original(user_id)
+
+    users.get_user = spy
+    try:
+        for _ in range(5):
+            me = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+            assert me.status_code == 200 and me.json()["id"] == user.pk
+    finally:
+        users.get_user = original
+    assert calls == []
 
 
 async def test_password_change_through_the_admin_pages_ends_sessions(client, make_user):
