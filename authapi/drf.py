@@ -1,0 +1,232 @@
+"""Django REST framework authentication on authapi's access check (extra ``authapi[drf]``).
+
+The way over from djangorestframework-simplejwt is one line of settings::
+
+    REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": ["authapi.drf.JWTAuthentication"]}
+
+The check is ``authapi.auth.check_access``: one signature check and one Redis command, so
+a token of a logged-out session, or of a user who logged out everywhere, is refused at
+once. Refusals answer as simplejwt's do: 401 ``{"detail", "code": "token_not_valid",
+"messages"}`` with ``WWW-Authenticate: Bearer realm="api"``; a Redis outage is a 503
+(``service_unavailable``, ``Retry-After``), never a pass.
+
+* ``JWTAuthentication``: ``request.user`` is the database user, one query per request,
+  like simplejwt's ``JWTAuthentication``.
+* ``JWTStatelessAuthentication``: ``request.user`` is a ``TokenUser`` made from the claims
+  with no query (simplejwt's ``JWTStatelessUserAuthentication``); reading an attribute it
+  does not have (``username``, ``is_staff``, ``has_perm``...) loads the database user once.
+
+``request.auth`` is the ``authapi.auth.AccessContext`` (``user_id``, ``sid``, ``jti``,
+``claims``). Only this module imports DRF; ``import authapi`` never does.
+
+DRF views are sync. Under ASGI they run in a thread of asgiref's, from which
+``async_to_sync`` runs the check on the server's event loop and its pooled connections.
+Under WSGI there is no such loop: ``async_to_sync`` would make a new loop per request, and
+with it a new Redis connection, so the check runs on one loop thread kept by this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.handlers.asgi import ASGIRequest
+from django.db import DatabaseError
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from authapi.auth import AccessContext, check_access
+from authapi.errors import DatabaseUnavailable, StoreUnavailable, TokenInvalid
+
+__all__ = [
+    "JWTAuthentication",
+    "JWTStatelessAuthentication",
+    "ServiceUnavailable",
+    "TokenUser",
+]
+
+T = TypeVar("T")
+
+
+class ServiceUnavailable(exceptions.APIException):
+    """503 ``{"detail", "code": "service_unavailable"}`` with ``Retry-After``: fail closed."""
+
+    status_code = StoreUnavailable.status
+    default_detail = StoreUnavailable.detail
+    default_code = StoreUnavailable.code
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__({"detail": detail or StoreUnavailable.detail, "code": self.default_code})
+        self.wait = int(StoreUnavailable.headers["Retry-After"])  # DRF's Retry-After
+
+
+def _failed(detail: str, code: str, **extra: Any) -> exceptions.AuthenticationFailed:
+    """simplejwt's error body: ``{"detail", "code", ...}`` instead of DRF's bare detail."""
+    return exceptions.AuthenticationFailed({"detail": detail, "code": code, **extra})
+
+
+class _LoopThread:
+    """One event loop in a daemon thread, for sync callers with no loop to reach (WSGI)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return asyncio.run_coroutine_threadsafe(make(), self._get()).result()
+
+    def _get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # none yet, or forked since
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="authapi-drf", daemon=True)
+                thread.start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+_wsgi_loop = _LoopThread()
+
+
+def _check(request: Request, token: str) -> AccessContext:
+    if isinstance(request._request, ASGIRequest):
+        return async_to_sync(check_access)(token)
+    return _wsgi_loop.run(lambda: check_access(token))
+
+
+def _load_user(user_id: int | str) -> Any:
+    """The active database user ``user_id`` names (one query), else simplejwt's 401."""
+    model = get_user_model()
+    try:
+        user = model._default_manager.filter(pk=user_id).first()
+    except (ValueError, TypeError):
+        user = None
+    except DatabaseError as exc:
+        raise ServiceUnavailable(DatabaseUnavailable.detail) from exc
+    if user is None:
+        raise _failed("User not found", "user_not_found")
+    if not user.is_active:
+        raise _failed("User is inactive", "user_inactive")
+    return user
+
+
+class JWTAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <access token>``, checked against revocation; loads the user."""
+
+    www_authenticate_realm = "api"
+    header_types: tuple[str, ...] = ("Bearer",)  # simplejwt's AUTH_HEADER_TYPES
+
+    def authenticate(self, request: Request) -> tuple[Any, AccessContext] | None:
+        token = self.get_raw_token(request)
+        if token is None:
+            return None  # not ours: another class may try, else DRF's 401 not_authenticated
+        access = self.get_validated_token(request, token)
+        return self.get_user(access), access
+
+    def authenticate_header(self, request: Request) -> str:
+        challenge = f'{self.header_types[0]} realm="{self.www_authenticate_realm}"'
+        if self.get_header(request) is not None:
+            challenge += ', error="invalid_token"'  # RFC 6750 3.1: a token was sent
+        return challenge
+
+    def get_header(self, request: Request) -> list[str] | None:
+        """The words of the Authorization header when its scheme is one of ``header_types``."""
+        value = request.META.get("HTTP_AUTHORIZATION")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")  # the Django test client may send bytes
+        words = value.split() if isinstance(value, str) else []
+        wanted = {kind.lower() for kind in self.header_types}
+        return words if words and words[0].lower() in wanted else None
+
+    def get_raw_token(self, request: Request) -> str | None:
+        """The token of the header; None when the header is absent or of another scheme."""
+        words = self.get_header(request)
+        if words is None:
+            return None
+        if len(words) != 2:
+            raise _failed(
+                "Authorization header must contain two space-delimited values",
+                "bad_authorization_header",
+            )
+        return words[1]
+
+    def get_validated_token(self, request: Request, token: str) -> AccessContext:
+        """Signature, claims and revocation: 401 token_not_valid, or 503 without Redis."""
+        try:
+            return _check(request, token)
+        except TokenInvalid as exc:
+            message = {"token_class": "AccessToken", "token_type": "access", "message": exc.message}
+            raise _failed(
+                "Given token not valid for any token type", TokenInvalid.code, messages=[message]
+            ) from None
+        except StoreUnavailable as exc:
+            raise ServiceUnavailable(exc.message) from exc
+
+    def get_user(self, access: AccessContext) -> Any:
+        return _load_user(access.user_id)
+
+
+class JWTStatelessAuthentication(JWTAuthentication):
+    """As ``JWTAuthentication``, with a ``TokenUser`` for ``request.user``: no query."""
+
+    def get_user(self, access: AccessContext) -> Any:
+        return TokenUser(access)
+
+
+class TokenUser:
+    """The user a verified token names, from its claims; the database user on demand.
+
+    ``id``, ``pk``, ``is_authenticated`` and ``claims`` cost nothing; any other attribute
+    is read from the database user, loaded once (one query) on first use.
+    """
+
+    __slots__ = ("access", "_user")
+    is_active = True  # a token of an inactive user is revoked with its sessions
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, access: AccessContext) -> None:
+        self.access = access
+        self._user: Any = None
+
+    @property
+    def id(self) -> int | str:
+        return self.access.user_id
+
+    @property
+    def pk(self) -> int | str:
+        return self.access.user_id
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        return dict(self.access.claims.payload)
+
+    @property
+    def user(self) -> Any:
+        """The database user (one query, then cached); 401 if deleted or inactive."""
+        if self._user is None:
+            self._user = _load_user(self.access.user_id)
+        return self._user
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.user, name)
+
+    def __str__(self) -> str:
+        return f"TokenUser {self.id}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TokenUser):
+            return NotImplemented
+        return self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
