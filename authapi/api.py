@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,8 @@ from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from authapi import cookies, schemas, sessions, store
-from authapi.auth import AccessContext, bearer_token, check_access, jwt_bearer
+from authapi import cookies, schemas, sessions, store, tokens
+from authapi.auth import AccessContext, JWTBearer, bearer_token, check_access, jwt_bearer
 from authapi.errors import (
     AuthApiError,
     CsrfFailed,
@@ -26,6 +27,7 @@ from authapi.errors import (
     NotAuthenticated,
     NotFound,
     TokenInvalid,
+    UnsupportedMediaType,
 )
 from authapi.schemas import Empty, Error, LoginIn, Me, RefreshIn, SessionOut, TokenPair, VerifyIn
 
@@ -40,6 +42,7 @@ api = NinjaAPI(
 
 ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
 AUTH_ERRORS: dict[int, Any] = {401: Error, 403: Error, 503: Error}
+jwt_profile = JWTBearer(profile=True)  # /me: the user's public fields in the same command
 _SID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch, never "$": it allows a final "\n"
 
 
@@ -221,10 +224,12 @@ async def logout_all(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@auth.get("/me", auth=jwt_bearer, response={200: Me, **AUTH_ERRORS}, summary="The current user")
+@auth.get("/me", auth=jwt_profile, response={200: Me, **AUTH_ERRORS}, summary="The current user")
 @no_store
 async def me(request: HttpRequest) -> dict[str, Any]:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    if ctx.profile is not None:  # the session's snapshot: no query (see README)
+        return ctx.profile
     user = await ctx.auser()
     return {
         "id": user.pk,
@@ -279,22 +284,122 @@ async def delete_session(request: HttpRequest, sid: str) -> HttpResponse:
 api.add_router("/auth", auth)
 
 # --- /api/token/: drop-in aliases for djangorestframework-simplejwt clients -----------
+#
+# The same views, answering as simplejwt's do where its clients look (status codes, body
+# keys); every error keeps our "detail" and "code" as well:
+# - /blacklist/ answers 200 {} (ours 204);
+# - a missing or invalid field is 400 with simplejwt's per-field lists beside detail and
+#   code, {"username": ["This field is required."], ...} (ours 422);
+# - a body neither JSON nor a form is 415, as DRF's parsers answer (ours 400);
+# - /verify/ of a refresh token that was spent or revoked is 400 {"non_field_errors":
+#   ["Token is blacklisted"]}, as simplejwt's blacklist app answers; a revoked access token
+#   stays 401 token_not_valid (simplejwt cannot revoke access tokens at all).
+
+_DRF_MESSAGES = (  # pydantic's message for our schemas -> DRF's CharField message
+    ("Field required", "This field is required."),
+    ("String should have at least 1 character", "This field may not be blank."),
+    ("String should match pattern", "Null characters are not allowed."),
+)
+
+
+def _drf_message(request: HttpRequest, field: str, message: str) -> str:
+    for pydantic, drf in _DRF_MESSAGES:
+        if message.startswith(pydantic):
+            return drf
+    if message.startswith("String should have at most"):
+        return "Ensure this field has no more than {} characters.".format(
+            "".join(c for c in message if c.isdigit())
+        )
+    if message.startswith("Input should be a valid string"):
+        return "This field may not be null." if _is_null(request, field) else "Not a valid string."
+    return message
+
+
+def _is_null(request: HttpRequest, field: str) -> bool:
+    """Whether the JSON body sent ``field`` as null (a form cannot send a null)."""
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return isinstance(data, dict) and field in data and data[field] is None
+
+
+def _as(status: int, exc: AuthApiError, **extra: Any) -> HttpResponse:
+    """Our error rendered as usual, with simplejwt's status and extra keys."""
+    exc.extra.update(extra)
+    response = exc.response()
+    response.status_code = status
+    if status != 401 and "WWW-Authenticate" in response:
+        del response["WWW-Authenticate"]  # a challenge belongs to a 401 only
+    return response
+
+
+async def _simplejwt(request: HttpRequest, answer: Awaitable[Any]) -> Any:
+    """Await one of our views; its body errors answered as DRF's parsers would."""
+    try:
+        return await answer
+    except InvalidBody as exc:
+        fields: dict[str, list[str]] = {}
+        for error in exc.extra.get("errors", ()):
+            name = error["field"] or "non_field_errors"
+            fields.setdefault(name, []).append(_drf_message(request, name, error["message"]))
+        return _as(400, exc, **fields)
+    except UnsupportedMediaType as exc:
+        return _as(415, exc)
+
+
+@no_store
+async def token_obtain_pair(request: HttpRequest, response: HttpResponse) -> Any:
+    return await _simplejwt(request, login(request, response))
+
+
+@no_store
+async def token_refresh(request: HttpRequest, response: HttpResponse) -> Any:
+    return await _simplejwt(request, refresh(request, response))
+
+
+async def token_verify(request: HttpRequest) -> Any:
+    return await _simplejwt(request, _verify_as_simplejwt(request))
+
+
+async def _verify_as_simplejwt(request: HttpRequest) -> dict[str, Any] | HttpResponse:
+    token = schemas.parse(request, VerifyIn).token
+    claims = tokens.decode(token, ("access", "refresh"))  # a bad token: 401 as simplejwt
+    try:
+        await sessions.verify(token)
+    except TokenInvalid:
+        if claims.token_type != "refresh":
+            raise  # a revoked access token: 401 token_not_valid
+        blacklisted = "Token is blacklisted"
+        return _as(400, TokenInvalid(blacklisted), non_field_errors=[blacklisted])
+    return {}
+
+
+async def token_blacklist(request: HttpRequest) -> Any:
+    done = await _simplejwt(request, logout(request))
+    if done.status_code != 204:
+        return done
+    answer = JsonResponse({})  # simplejwt's 200 {}; the cookies logout cleared go along
+    answer.cookies = done.cookies
+    return answer
+
 
 simplejwt = Router(tags=["simplejwt aliases"])
-for _path, _view, _body, _ok in (
-    ("/", login, LoginIn, {200: TokenPair, 429: Error}),
-    ("/refresh/", refresh, RefreshIn, {200: TokenPair}),
-    ("/verify/", verify, VerifyIn, {200: Empty}),
-    ("/blacklist/", logout, RefreshIn, {204: None}),
+ALIAS_ERRORS: dict[int, Any] = {400: Error, 401: Error, 413: Error, 415: Error, 503: Error}
+for _path, _view, _body, _ok, _name in (
+    ("/", token_obtain_pair, LoginIn, {200: TokenPair, 429: Error}, "login"),
+    ("/refresh/", token_refresh, RefreshIn, {200: TokenPair, 403: Error}, "refresh"),
+    ("/verify/", token_verify, VerifyIn, {200: Empty}, "verify"),
+    ("/blacklist/", token_blacklist, RefreshIn, {200: Empty, 403: Error}, "logout"),
 ):
     simplejwt.add_api_operation(
         _path,
         ["POST"],
         _view,
-        response={**_ok, 401: Error, **ERRORS},
+        response={**_ok, **ALIAS_ERRORS},
         exclude_none=True,  # as login and refresh: TokenPair may leave out refresh
         openapi_extra=schemas.body_doc(_body),
-        operation_id=f"simplejwt_{_view.__name__}",
-        summary=f"Alias of /api/auth/{_view.__name__} (djangorestframework-simplejwt)",
+        operation_id=f"simplejwt_{_name}",
+        summary=f"Alias of /api/auth/{_name}, answering as djangorestframework-simplejwt",
     )
 api.add_router("/token", simplejwt)

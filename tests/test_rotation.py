@@ -217,7 +217,7 @@ async def test_simplejwt_aliases_follow_the_same_rules(client, user):
     assert reused.json()["code"] == "token_not_valid"
     dead = await client.post("/api/token/verify/", json={"token": nxt.json()["access"]})
     assert dead.status_code == 401
-    assert (await client.post("/api/token/refresh/", json={})).status_code == 422
+    assert (await client.post("/api/token/refresh/", json={})).status_code == 400  # as simplejwt
 
 
 async def test_a_retried_rotation_is_answered_again_not_taken_for_reuse(client, user):
