@@ -16,7 +16,7 @@ from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from authapi import cookies, schemas, sessions, store, tokens
+from authapi import cookies, schemas, sessions, store, tokens, views
 from authapi.auth import AccessContext, JWTBearer, bearer_token, check_access, jwt_bearer
 from authapi.errors import (
     AuthApiError,
@@ -29,7 +29,18 @@ from authapi.errors import (
     TokenInvalid,
     UnsupportedMediaType,
 )
-from authapi.schemas import Empty, Error, LoginIn, Me, RefreshIn, SessionOut, TokenPair, VerifyIn
+from authapi.schemas import (
+    Empty,
+    Error,
+    Health,
+    Jwks,
+    LoginIn,
+    Me,
+    RefreshIn,
+    SessionOut,
+    TokenPair,
+    VerifyIn,
+)
 
 logger = logging.getLogger("authapi")
 
@@ -38,6 +49,9 @@ api = NinjaAPI(
     version="1.0.0",
     description="JWT login, rotating refresh tokens and revocation, on Redis.",
     urls_namespace="authapi",
+    # Mounted at the site root (authapi.urls), so /health and the JWKS are in the document.
+    docs_url="/api/docs",
+    openapi_url="/api/openapi.json",
 )
 
 ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
@@ -281,7 +295,7 @@ async def delete_session(request: HttpRequest, sid: str) -> HttpResponse:
     return _no_content()
 
 
-api.add_router("/auth", auth)
+api.add_router("/api/auth", auth)
 
 # --- /api/token/: drop-in aliases for djangorestframework-simplejwt clients -----------
 #
@@ -402,4 +416,23 @@ for _path, _view, _body, _ok, _name in (
         operation_id=f"simplejwt_{_name}",
         summary=f"Alias of /api/auth/{_name}, answering as djangorestframework-simplejwt",
     )
-api.add_router("/token", simplejwt)
+api.add_router("/api/token", simplejwt)
+
+# --- the service itself: health and the JWKS document ------------------------------------
+
+service = Router(tags=["service"])
+service.add_api_operation(
+    "/health",
+    ["GET"],
+    views.health,
+    response={200: Health, 503: Health},
+    summary="200 when the database and Redis answer, 503 (with Retry-After) otherwise",
+)
+service.add_api_operation(
+    "/.well-known/jwks.json",
+    ["GET"],
+    views.jwks,
+    response={200: Jwks, 404: Error},
+    summary="The public keys that verify our tokens (asymmetric algorithms); 404 for HMAC",
+)
+api.add_router("", service)

@@ -71,6 +71,18 @@ class Empty(Schema):
     pass
 
 
+class Health(Schema):
+    status: str = Field(description='"ok" or "unavailable"')
+    database: str
+    redis: str
+    detail: str | None = None
+    code: str | None = None
+
+
+class Jwks(Schema):
+    keys: list[dict[str, Any]] = Field(description="RFC 7517 JSON Web Keys, each with its kid.")
+
+
 class Me(Schema):
     id: int | str
     username: str

@@ -14,8 +14,6 @@ from authapi import views
 from authapi.api import api
 
 urlpatterns = [
-    path("api/", api.urls),
-    path(".well-known/jwks.json", views.jwks, name="jwks"),
-    path("health", views.health, name="health"),
+    path("", api.urls),  # /api/..., /health, /.well-known/jwks.json
     path("metrics", views.prometheus, name="metrics"),
 ]

@@ -1,4 +1,6 @@
-"""Plain async Django views outside /api: the JWKS document, the health check, metrics."""
+"""The service's own views: the JWKS document and the health check (operations of the
+NinjaAPI, so they are in the OpenAPI document), and /metrics (plain Django: Prometheus
+text, not JSON)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from authapi.auth import bearer_token
 from authapi.errors import NotAuthenticated, NotFound, TokenInvalid
 
 
-@csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
-@require_GET
 async def jwks(request: HttpRequest) -> JsonResponse:
     """``/.well-known/jwks.json``: the current and every still-accepted public key."""
     cfg = conf.get()
@@ -37,12 +37,8 @@ def _database_answers() -> bool:
         return True
     except DatabaseError:
         return False
-    finally:
-        connection.close()
 
 
-@csrf_exempt  # read-only, no cookies: a stray POST should learn 405, not 403
-@require_GET
 async def health(request: HttpRequest) -> JsonResponse:
     """200 when the database and Redis answer, 503 (with Retry-After) otherwise."""
     database = await sync_to_async(_database_answers)()

@@ -145,3 +145,10 @@ def test_the_http_reference_is_the_openapi_document():
     from tests.conftest import ROOT
 
     assert (ROOT / "docs" / "http.md").read_text() == render(api.get_openapi_schema())
+
+
+async def test_health_and_jwks_are_in_the_openapi_document(client):
+    paths = (await client.get("/api/openapi.json")).json()["paths"]
+    assert set(paths["/health"]) == {"get"}
+    assert set(paths["/.well-known/jwks.json"]) == {"get"}
+    assert {"200", "503"} <= set(paths["/health"]["get"]["responses"])
