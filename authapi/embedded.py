@@ -167,6 +167,9 @@ def _config(data_dir: Path, sock: Path) -> Path:
         "unixsocketperm": "600",
         "dir": _quoted(data_dir),
         "requirepass": _quoted(_password(data_dir)),
+        # A session hash keeps a user agent and the user's public fields (JSON): values of
+        # up to 512 bytes keep its compact listpack encoding (under 1 KiB a session).
+        "hash-max-listpack-value": "512",
         "appendonly": "yes",
         "appendfsync": "everysec",
         "save": '""',

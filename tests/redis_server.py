@@ -43,6 +43,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+             "--hash-max-listpack-value", "512",
              "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -201,3 +201,24 @@ async def test_default_interval_zero_treats_the_parent_as_reuse(client, user):
     child = (await _refresh(client, parent["refresh"])).json()
     assert (await _refresh(client, parent["refresh"])).status_code == 401
     assert not await alive(client, child["access"])
+
+
+BROWSER_UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+async def test_a_live_session_costs_under_1_kib_of_redis(client, make_user, redis_client):
+    """MEMORY USAGE over the session hash and the user's index, with a real browser's user
+    agent and a full profile, after a refresh (the hash holds both refresh generations)."""
+    user = await make_user(email="ada.lovelace@example.com", first_name="Ada", last_name="Lovelace")
+    pair = await login(client, user, headers={"User-Agent": BROWSER_UA})
+    turned = await client.post(
+        "/api/auth/refresh", json={"refresh": pair["refresh"]}, headers={"User-Agent": BROWSER_UA}
+    )
+    assert turned.status_code == 200
+    keys = await redis_client.keys(f"authapi:{{u{user.pk}}}:*")
+    assert len(keys) == 2  # the session hash and the index
+    used = sum([await redis_client.memory_usage(k) or 0 for k in keys])
+    assert used <= 1024, used
