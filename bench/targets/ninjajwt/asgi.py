@@ -1,0 +1,8 @@
+"""``uvicorn ninjajwt.asgi:application``."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ninjajwt.settings")
+application = get_asgi_application()

@@ -1,0 +1,27 @@
+"""The project's URLs, plus ``/bench/protected``: a user's own NinjaAPI guarded by
+``authapi.jwt_bearer`` that answers from the verified claims, with no database query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import path
+from ninja import NinjaAPI
+
+from authapi.api import install_error_handlers
+from authapi.auth import jwt_bearer
+from project.urls import handler400, handler403, handler404, handler500, urlpatterns
+
+api = install_error_handlers(
+    NinjaAPI(auth=jwt_bearer, urls_namespace="bench", docs_url=None, openapi_url=None)
+)
+
+
+@api.get("/protected")
+async def protected(request: HttpRequest) -> dict[str, Any]:
+    return {"user_id": request.auth.user_id}  # type: ignore[attr-defined]
+
+
+urlpatterns = [*urlpatterns, path("bench/", api.urls)]
+__all__ = ["handler400", "handler403", "handler404", "handler500", "urlpatterns"]
