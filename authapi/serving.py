@@ -9,7 +9,9 @@ from a pool for the request (asgiref's ``ThreadSensitiveContext(executor=...)``)
 own context then nests into it. One request's sync code still runs on one thread, the
 threads outlive requests, and so do their database connections (``CONN_MAX_AGE``):
 Django's per-request ``close_old_connections`` runs on the thread after the request that
-used it, instead of as a thread hop at the start and end of every request.
+used it, instead of as a thread hop at the start and end of every request. Requests that
+reach Django by another way (its own handler, the test client) get Django's receivers'
+work done as before.
 
 Every path but the admin's and static files (:data:`STOCK_PREFIXES`) goes to a second
 Django handler built with :data:`API_MIDDLEWARE`: JSON errors, CORS, host validation and
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, connections, reset_queries
@@ -69,6 +72,36 @@ class _Thread(Executor):
 def _tidy_connections() -> None:
     reset_queries()
     close_old_connections()
+
+
+# True inside a request that serve() handles: its lent thread is tidied on release.
+_serving: contextvars.ContextVar[bool] = contextvars.ContextVar("authapi_serving", default=False)
+
+
+async def _request_started(**kwargs: Any) -> None:
+    """Django's request_started receivers, on the loop for serve()'s requests (their work
+    happens on release), and as Django does them (one thread hop) for any other."""
+    if not _serving.get():
+        await sync_to_async(_tidy_connections)()
+
+
+def _request_finished(**kwargs: Any) -> None:
+    """For requests serve() does not handle: Django's plain ASGI handler runs each request's
+    sync work on a thread of its own, which ends with the request, so a connection kept
+    for CONN_MAX_AGE there would only leak: close it."""
+    if _serving.get():
+        return
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def _take_over_request_signals() -> None:
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_started.disconnect(reset_queries)
+    signals.request_finished.disconnect(close_old_connections)
+    signals.request_started.connect(_request_started, dispatch_uid="authapi.request_started")
+    signals.request_finished.connect(_request_finished, dispatch_uid="authapi.request_finished")
 
 
 class SyncThreads:
@@ -133,9 +166,7 @@ def serve(
     lean = api or api_handler()
     pool = SyncThreads(threads or min(32, (os.cpu_count() or 1) + 4))
     # Their work now happens on the lent thread after each request (SyncThreads.release).
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_started.disconnect(reset_queries)
-    signals.request_finished.disconnect(close_old_connections)
+    _take_over_request_signals()
 
     async def application(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -143,10 +174,12 @@ def serve(
             return
         target: Any = django_app if scope["path"].startswith(stock) else lean
         thread = await pool.acquire()
+        token = _serving.set(True)
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await target(scope, receive, send)
         finally:
+            _serving.reset(token)
             pool.release(thread)
 
     return application
