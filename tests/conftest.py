@@ -1,10 +1,13 @@
-"""Test session: a real valkey-server (or REDIS_URL), a fresh SQLite database, httpx clients.
+"""Test session: a real valkey-server (or REDIS_URL), a fresh database, httpx clients.
 
+The database is a new SQLite file, or with ``AUTHAPI_TEST_DATABASE=postgres`` a throwaway
+PostgreSQL server started from the machine's binaries (tests/pg_server.py).
 Everything that Django reads at start-up is set here, before Django loads.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import signal
@@ -12,13 +15,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+# Read before the AUTHAPI_* variables go: "sqlite" (the default) or "postgres".
+TEST_DATABASE = os.environ.get("AUTHAPI_TEST_DATABASE") or "sqlite"
+if TEST_DATABASE not in ("sqlite", "postgres"):
+    raise RuntimeError(f"AUTHAPI_TEST_DATABASE={TEST_DATABASE!r}: use 'sqlite' or 'postgres'")
 for _name in [n for n in os.environ if n.startswith("AUTHAPI_")]:
     del os.environ[_name]
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +38,23 @@ os.environ["DJANGO_SECRET_KEY"] = "tests-only-secret-key-" + "x" * 40
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 os.environ.pop("DJANGO_DEBUG", None)
 
+from tests.pg_server import PostgresServer  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
+
+pg_server: PostgresServer | None = None
+# Set when the PostgreSQL run cannot happen here: every test is then skipped with it
+# (Django still loads, on the SQLite file, so that collection works).
+POSTGRES_MISSING = ""
+if TEST_DATABASE == "postgres":
+    pg_server = PostgresServer()
+    if pg_server.available():
+        # Also stopped when start-up fails past this point; stop() is idempotent.
+        atexit.register(pg_server.stop)
+        pg_server.start()
+        os.environ["DATABASE_URL"] = pg_server.url  # LiveServer processes inherit it
+    else:
+        POSTGRES_MISSING = pg_server.reason
+        pg_server = None
 
 EXTERNAL_REDIS = os.environ.get("REDIS_URL")
 redis_server: RedisServer | None = None
@@ -42,9 +67,10 @@ import django  # noqa: E402
 
 django.setup()
 
-from asgiref.sync import sync_to_async  # noqa: E402
+from asgiref.sync import SyncToAsync, sync_to_async  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db.backends.signals import connection_created  # noqa: E402
 
 call_command("migrate", verbosity=0)
 
@@ -54,9 +80,53 @@ PASSWORD = "correct horse battery"
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(config, items):
+    if POSTGRES_MISSING:
+        skip = pytest.mark.skip(reason=POSTGRES_MISSING)
+        for item in items:
+            item.add_marker(skip)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if redis_server is not None:
         redis_server.stop()
+    if pg_server is not None:
+        from django.db import connections
+
+        connections.close_all()
+        pg_server.stop()
+
+
+def _test_thread_connections():
+    """Database connections that test code's own ``sync_to_async`` calls open.
+
+    They run on asgiref's one thread-sensitive thread, and Django keeps each in the
+    calling test's context, not the thread: no request ends them, so they stay open until
+    that context is garbage, when psycopg warns (an error here). Closed after each test.
+    """
+    thread = SyncToAsync.single_thread_executor.submit(threading.get_ident).result()
+    opened: list[Any] = []
+
+    def note(sender, connection, **kwargs):
+        if threading.get_ident() == thread:
+            opened.append(connection)
+
+    connection_created.connect(note, weak=False)
+    return opened
+
+
+_opened_by_tests = _test_thread_connections()
+
+
+@pytest.fixture(autouse=True)
+def _close_test_connections():
+    yield
+    while _opened_by_tests:
+        wrapper = _opened_by_tests.pop()
+        try:
+            SyncToAsync.single_thread_executor.submit(wrapper.close).result(timeout=10)
+        except Exception:  # a test left the thread busy or the database down: GC closes it
+            pass
 
 
 @pytest.fixture(scope="session")
