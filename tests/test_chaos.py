@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, LiveServer, bearer
+from tests.helpers import store_pids
 from tests.redis_server import RedisServer
 
 RUN_SECONDS = 24
@@ -124,22 +125,6 @@ async def _client_loop(url: str, username: str, ledger: Ledger, stop: float, see
                     ledger.revoked_refresh.append(pair["refresh"])
 
 
-def _store_pids(data_dir: Path) -> list[int]:
-    """valkey-servers running in ``data_dir`` (they chdir to their --dir)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            exe, cwd = os.readlink(proc / "exe"), os.readlink(proc / "cwd")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if exe.endswith("valkey-server") and Path(cwd) == data_dir.resolve() and state != "Z":
-            found.append(int(proc.name))
-    return found
-
-
 class Faults:
     """Stall, kill and restart one store; only the process this test owns, by pid."""
 
@@ -150,7 +135,7 @@ class Faults:
     def pid(self) -> int | None:
         if self.external is not None:
             return self.external.process.pid if self.external.process else None
-        pids = _store_pids(self.data_dir)
+        pids = store_pids(self.data_dir)
         return pids[0] if pids else None
 
     async def run(self, ledger: Ledger, stop: float) -> None:
@@ -187,7 +172,7 @@ class Faults:
 async def _count_stores(folder: Path, ledger: Ledger, stop: float) -> None:
     """Sample how many store processes serve the folder, all through the run."""
     while time.monotonic() < stop:
-        ledger.store_counts.append(len(_store_pids(folder)))
+        ledger.store_counts.append(len(store_pids(folder)))
         await asyncio.sleep(0.2)
 
 
@@ -262,11 +247,11 @@ async def test_chaos(make_user, store, capsys):
                 sid for (sid, _), status in zip(issued, answers, strict=True) if status == 200
             )
             two_live = {sid: n for sid, n in live.items() if n > 1}
-            running = _store_pids(folder)
+            running = store_pids(folder)
     finally:
         if external is not None:
             external.stop()
-        for pid in _store_pids(data_dir):  # the service shut it down; never leave one behind
+        for pid in store_pids(data_dir):  # the service shut it down; never leave one behind
             os.kill(pid, signal.SIGKILL)
     with capsys.disabled():
         print(

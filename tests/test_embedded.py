@@ -22,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from authapi import datadir, embedded
 from tests.conftest import PASSWORD, ROOT, LiveServer
+from tests.helpers import store_pids
 
 
 def _pid(data_dir: Path) -> int:
@@ -149,22 +150,6 @@ def test_long_data_paths_get_a_short_socket_in_a_private_folder(tmp_path):
     assert embedded.socket_path(other).parent != path.parent
 
 
-def _valkeys_for(data_dir: Path) -> list[int]:
-    """Running valkey-servers working in ``data_dir`` (they chdir to --dir)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            exe, cwd = os.readlink(proc / "exe"), os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if exe.endswith("valkey-server") and Path(cwd) == data_dir.resolve():
-            if _running(int(proc.name)):
-                found.append(int(proc.name))
-    return found
-
-
 async def test_uvicorn_workers_share_one_embedded_server(make_user, data_dir):
     """REDIS_URL unset, two workers: one valkey-server; SIGTERM to uvicorn stops it too."""
     user = await make_user()
@@ -188,7 +173,7 @@ async def test_uvicorn_workers_share_one_embedded_server(make_user, data_dir):
                 )
                 assert me.status_code == 200
             assert (await http.get("/health")).status_code == 200
-        servers = _valkeys_for(data_dir)
+        servers = store_pids(data_dir)
         assert servers == [_pid(data_dir)], servers
         assert (data_dir / "appendonlydir").is_dir()
     assert _wait_gone(servers[0]), "valkey-server outlived the uvicorn that started it"
@@ -242,7 +227,7 @@ def test_a_stalled_server_is_still_the_server(data_dir):
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
         )  # fmt: skip
         assert out.stdout.split()[-1] == "False"
-        assert _valkeys_for(data_dir) == [pid]
+        assert store_pids(data_dir) == [pid]
     finally:
         os.kill(pid, signal.SIGCONT)
     assert _command(url, "PING")
@@ -273,7 +258,7 @@ def test_a_server_someone_else_started_on_the_socket_is_not_used(data_dir):
             time.sleep(0.05)
         with pytest.raises(ImproperlyConfigured, match="not started by authapi"):
             embedded.ensure(data_dir)
-        assert _valkeys_for(data_dir) == []
+        assert store_pids(data_dir) == []
     finally:
         stranger.kill()
         stranger.wait()
@@ -372,7 +357,7 @@ async def test_a_long_stall_never_lets_a_revoked_token_through(make_user, data_d
                         if response.status_code == 503:
                             assert response.json()["code"] == "service_unavailable"
                             assert response.headers["Retry-After"]
-                assert _valkeys_for(data_dir) == [pid]
+                assert store_pids(data_dir) == [pid]
             finally:
                 os.kill(pid, signal.SIGCONT)
             assert set(seen["dead"]) == {503} and set(seen["live"]) == {503}, seen
@@ -382,7 +367,7 @@ async def test_a_long_stall_never_lets_a_revoked_token_through(make_user, data_d
                     d = await fresh.get(me, headers={"Authorization": f"Bearer {dead['access']}"})
                     v = await fresh.get(me, headers={"Authorization": f"Bearer {live['access']}"})
                 assert (d.status_code, v.status_code) == (401, 200)
-        assert _valkeys_for(data_dir) == [pid]
+        assert store_pids(data_dir) == [pid]
 
 
 def test_without_the_wheel_a_server_on_path_serves(tmp_path, monkeypatch):
