@@ -14,6 +14,10 @@ and a server someone else started on the same socket does not hold it.
 
 ``valkey.lock`` serialises starts; each using process holds a shared lock on
 ``valkey.users`` for its life, and the last one to release shuts the server down.
+
+Everything here blocks (file locks, a sync client, waiting for the server): async code
+calls it through ``asyncio.to_thread`` (store.py, lifespan.py), only when the store is
+first needed or found gone, never on a request's normal path.
 """
 
 from __future__ import annotations

@@ -116,6 +116,12 @@ async def _session_ended(request: HttpRequest, claims: tokens.Claims, reason: st
     )
 
 
+async def _refresh_failed(request: HttpRequest, claims: tokens.Claims, reason: str) -> None:
+    await events.emit(
+        "refresh_failed", request, user_id=claims.user_id, session_id=claims.sid, reason=reason
+    )
+
+
 async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     """Spend a refresh token and return the session's next pair."""
     cfg = conf.get()
@@ -128,13 +134,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     if user is None or not user.is_active:
         if await store.revoke_session(claims.user_id, claims.sid):
             await _session_ended(request, claims, "user_inactive")
-        await events.emit(
-            "refresh_failed",
-            request,
-            user_id=claims.user_id,
-            session_id=claims.sid,
-            reason="user_inactive",
-        )
+        await _refresh_failed(request, claims, "user_inactive")
         raise TokenInvalid("User is inactive or deleted")
     moment = tokens.now()
     now = int(moment)
@@ -162,13 +162,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         await _session_ended(request, claims, "reuse")
         raise RefreshReuse()
     if rotation.outcome != "ok" and rotation.outcome != "same":
-        await events.emit(
-            "refresh_failed",
-            request,
-            user_id=claims.user_id,
-            session_id=claims.sid,
-            reason="revoked",
-        )
+        await _refresh_failed(request, claims, "revoked")
         raise TokenInvalid("Token has been revoked")
     extra = users.custom_claims(user)
     common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}
