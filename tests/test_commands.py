@@ -36,10 +36,17 @@ async def test_sessions_lists_each_live_session(client, user):
 async def test_revoke_one_session(client, user):
     a = await login(client, user)
     b = await login(client, user)
-    text = await _run("revoke", user.username, "--session", _sid(a["access"]))
+    text = await _run("revoke", user.username, f"--session={_sid(a['access'])}")
     assert "Revoked session" in text
     assert not await alive(client, a["access"])
     assert await alive(client, b["access"])
+
+
+async def test_a_session_id_that_starts_with_a_dash_is_taken_as_an_id(client, user):
+    """Ids are base64url: one in 64 starts with "-", which argparse takes for an option
+    unless given as --session=SID (how README and the help spell it)."""
+    with pytest.raises(CommandError, match="has no live session '-AbC'"):
+        await _run("revoke", user.username, "--session=-AbC")
 
 
 async def test_revoke_all_sessions(client, make_user):

@@ -17,7 +17,7 @@ from authapi.signals import revoke_user_sync
 
 class Command(BaseCommand):
     help = (
-        "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session SID | --all), "
+        "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session=SID | --all), "
         "reference."
     )
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         rev = sub.add_parser("revoke", help="Revoke one session or all of a user's sessions.")
         rev.add_argument("username")
         which = rev.add_mutually_exclusive_group(required=True)
-        which.add_argument("--session", metavar="SID")
+        which.add_argument("--session", metavar="SID", help="--session=SID: ids may start with -")
         which.add_argument("--all", action="store_true")
         sub.add_parser("reference", help="Print the HTTP reference (docs/http.md) in Markdown.")
 
