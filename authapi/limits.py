@@ -56,7 +56,7 @@ HEADERS_TOO_LARGE = _error(
 )
 
 
-async def _answer(send: Send, error: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+async def answer(send: Send, error: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
     status, headers, body = error
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -79,11 +79,11 @@ class RequestLimits:
             try:  # Django decodes it before any middleware, and answers an HTML 400
                 query.decode()
             except UnicodeDecodeError:
-                await _answer(send, BAD_QUERY)
+                await answer(send, BAD_QUERY)
                 return
         headers = scope["headers"]
         if len(headers) > MAX_HEADERS:
-            await _answer(send, HEADERS_TOO_LARGE)
+            await answer(send, HEADERS_TOO_LARGE)
             return
         length: bytes | None = None
         framed = False
@@ -92,21 +92,21 @@ class RequestLimits:
             size += len(name) + len(value)
             if name == b"content-length":
                 if length is not None and value != length:
-                    await _answer(send, BAD_LENGTH)
+                    await answer(send, BAD_LENGTH)
                     return
                 length = value
             elif name == b"transfer-encoding":
                 framed = True
         if size > MAX_HEADER_BYTES:
-            await _answer(send, HEADERS_TOO_LARGE)
+            await answer(send, HEADERS_TOO_LARGE)
             return
         if length is not None:
             if not length.isdigit():  # ASCII digits only: no sign, no space, no "1_000"
-                await _answer(send, BAD_LENGTH)
+                await answer(send, BAD_LENGTH)
                 return
             declared = int(length) if len(length) <= _MAX_DIGITS else MAX_BODY + 1
             if declared > MAX_BODY:
-                await _answer(send, TOO_LARGE)
+                await answer(send, TOO_LARGE)
                 return
             if declared == 0 and not framed:
                 await self.app(scope, receive, send)
@@ -118,10 +118,10 @@ class RequestLimits:
             async with asyncio.timeout(BODY_TIMEOUT):
                 body = await _read(receive)
         except TimeoutError:
-            await _answer(send, TIMEOUT)
+            await answer(send, TIMEOUT)
             return
         except _TooLarge:
-            await _answer(send, TOO_LARGE)
+            await answer(send, TOO_LARGE)
             return
         if body is not None:
             await self.app(scope, _replay(body, receive), send)

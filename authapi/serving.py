@@ -31,9 +31,12 @@ from typing import Any, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
-from django.core.handlers.asgi import ASGIHandler
+from django.core.cache import close_caches
+from django.core.handlers.base import reset_urlconf
 from django.db import close_old_connections, connections, reset_queries
-from django.test.utils import override_settings
+from django.urls import set_urlconf
+
+from authapi.handler import APIHandler
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
@@ -72,6 +75,7 @@ class _Thread(Executor):
 def _tidy_connections() -> None:
     reset_queries()
     close_old_connections()
+    close_caches()
 
 
 # True inside a request that serve() handles: its lent thread is tidied on release.
@@ -85,21 +89,31 @@ async def _request_started(**kwargs: Any) -> None:
         await sync_to_async(_tidy_connections)()
 
 
-def _request_finished(**kwargs: Any) -> None:
-    """For requests serve() does not handle: Django's plain ASGI handler runs each request's
-    sync work on a thread of its own, which ends with the request, so a connection kept
-    for CONN_MAX_AGE there would only leak: close it."""
-    if _serving.get():
-        return
+def _close_connections() -> None:
+    close_caches()
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close()
+
+
+async def _request_finished(**kwargs: Any) -> None:
+    """Django's request_finished receivers, async so that ``asend`` makes no thread hop.
+
+    For requests serve() does not handle: Django's plain ASGI handler runs each request's
+    sync work on a thread of its own, which ends with the request, so a connection kept
+    for CONN_MAX_AGE there would only leak: close it (and the caches, as Django does).
+    """
+    set_urlconf(None)
+    if not _serving.get():
+        await sync_to_async(_close_connections)()
 
 
 def _take_over_request_signals() -> None:
     signals.request_started.disconnect(close_old_connections)
     signals.request_started.disconnect(reset_queries)
     signals.request_finished.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_caches)
+    signals.request_finished.disconnect(reset_urlconf)
     signals.request_started.connect(_request_started, dispatch_uid="authapi.request_started")
     signals.request_finished.connect(_request_finished, dispatch_uid="authapi.request_finished")
 
@@ -144,14 +158,9 @@ def close_connections() -> None:
         done.result(timeout=10)
 
 
-def api_handler() -> ASGIHandler:
-    """A Django ASGI handler whose middleware is :data:`API_MIDDLEWARE`.
-
-    Django reads ``settings.MIDDLEWARE`` once, when a handler is built; this one is built
-    with the API's list in its place, and the setting is restored at once.
-    """
-    with override_settings(MIDDLEWARE=API_MIDDLEWARE):
-        return ASGIHandler()
+def api_handler() -> APIHandler:
+    """The API's ASGI handler: Django's URLconf through :data:`API_MIDDLEWARE`."""
+    return APIHandler(API_MIDDLEWARE)
 
 
 def serve(

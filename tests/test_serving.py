@@ -19,24 +19,60 @@ from tests.conftest import PASSWORD, ROOT, bearer, login
 
 
 async def test_an_authenticated_api_request_takes_no_thread_hop(client, user):
+    import asyncio
+
     pair = await login(client, user)
     calls = []
     original = sync.SyncToAsync.__call__
+    loop = asyncio.get_running_loop()
+    run_in_executor = loop.run_in_executor
 
     async def counting(self, *args, **kwargs):
         calls.append(getattr(self.func, "__qualname__", repr(self.func)))
         return await original(self, *args, **kwargs)
 
+    def submitted(executor, func, *args):
+        calls.append(f"run_in_executor({func!r})")
+        return run_in_executor(executor, func, *args)
+
     sync.SyncToAsync.__call__ = counting  # type: ignore[method-assign]
+    loop.run_in_executor = submitted  # type: ignore[method-assign,assignment]
     try:
         for _ in range(5):
             response = await client.get("/demo/async", headers=bearer(pair["access"]))
             assert response.status_code == 200
     finally:
         sync.SyncToAsync.__call__ = original  # type: ignore[method-assign]
-    # what is left is Django's handler closing the response (request_finished): no
-    # request_started receivers, no middleware, no auth
-    assert calls == ["HttpResponseBase.close"] * 5
+        del loop.run_in_executor
+    # no request signal receiver, no middleware, no auth, not even closing the response
+    assert calls == []
+
+
+async def test_a_projects_own_sync_receiver_still_runs_on_the_requests_thread(client, user):
+    from django.core.signals import request_finished
+
+    pair = await login(client, user)
+    seen: list[tuple[str, bool]] = []
+
+    def receiver(**kwargs):
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        seen.append((threading.current_thread().name, on_loop))
+
+    request_finished.connect(receiver)
+    try:
+        response = await client.get("/demo/async", headers=bearer(pair["access"]))
+        assert response.status_code == 200
+    finally:
+        request_finished.disconnect(receiver)
+    assert len(seen) == 1
+    name, on_loop = seen[0]
+    assert not on_loop and name.startswith("authapi-sync")
 
 
 async def test_no_thread_is_started_per_request(client, user):
@@ -189,3 +225,108 @@ def test_the_documented_production_environment_passes_check_deploy():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+# --- the API handler over raw ASGI: bodies, disconnects, streams ---------------------------
+
+
+def _scope(path: str, method: str = "GET", headers=(), query: bytes = b"") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 50020),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def _call(app, scope, messages, *, timeout: float = 10.0):
+    """Run ``app`` with ``messages`` as what the client sends (then, for ever, nothing):
+    return what it sent back."""
+    import asyncio
+
+    pending = list(messages)
+    sent: list[dict[str, Any]] = []
+
+    async def receive():
+        if pending:
+            item = pending.pop(0)
+            if isinstance(item, float):
+                await asyncio.sleep(item)
+                return {"type": "http.disconnect"}
+            return item
+        await asyncio.Event().wait()  # a client that sends nothing more
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout)
+    return sent
+
+
+def _answer_of(sent) -> tuple[int, dict[bytes, bytes], bytes]:
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.lower(): v for k, v in start["headers"]}, body
+
+
+async def test_a_body_over_the_limit_is_refused_by_the_handler_itself():
+    """Without RequestLimits in front (a project mounting the handler alone), a chunked
+    body past 16 KiB is refused as JSON once it passes the limit; the rest is never read."""
+    import json
+
+    from authapi.serving import api_handler
+
+    chunk = {"type": "http.request", "body": b"x" * 4096, "more_body": True}
+    scope = _scope(
+        "/api/auth/login",
+        "POST",
+        [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+    )
+    sent = await _call(api_handler(), scope, [chunk] * 5)  # then nothing: never read on
+    status, headers, body = _answer_of(sent)
+    assert status == 413
+    assert json.loads(body)["code"] == "payload_too_large"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+
+
+async def test_a_query_string_that_is_not_utf8_is_a_json_400():
+    import json
+
+    from authapi.serving import api_handler
+
+    scope = _scope("/api/auth/me", query=b"a=%ff\xff")
+    sent = await _call(api_handler(), scope, [{"type": "http.request", "body": b""}])
+    status, _, body = _answer_of(sent)
+    assert status == 400 and json.loads(body)["code"] == "bad_request"
+
+
+async def test_a_client_gone_before_its_body_gets_nothing_and_costs_nothing():
+    from project.asgi import application
+
+    scope = _scope("/api/auth/login", "POST", [(b"content-length", b"100")])
+    partial = {"type": "http.request", "body": b"{", "more_body": True}
+    assert await _call(application, scope, [partial, 0.0]) == []
+
+
+async def test_an_endless_stream_ends_when_its_client_goes(client, user):
+    from project.asgi import application
+    from tests import urls
+
+    pair = await login(client, user)
+    urls.STREAM_CLOSED.clear()
+    scope = _scope(
+        "/demo/stream", headers=[(b"authorization", f"Bearer {pair['access']}".encode())]
+    )
+    sent = await _call(application, scope, [{"type": "http.request", "body": b""}, 0.2])
+    status, headers, body = _answer_of(sent)
+    assert status == 200 and headers[b"content-type"] == b"text/event-stream"
+    assert body.startswith(b"data: tick\n\n")
+    assert urls.STREAM_CLOSED == [True]  # the generator was closed, not left running

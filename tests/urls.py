@@ -6,6 +6,9 @@ relies on the middleware to still answer our errors as JSON.
 
 from __future__ import annotations
 
+import asyncio
+
+from django.http import StreamingHttpResponse
 from django.urls import path
 from ninja import NinjaAPI
 
@@ -30,6 +33,24 @@ def sync_view(request):
 async def user_view(request):
     user = await request.auth.auser()
     return {"username": user.get_username()}
+
+
+STREAM_CLOSED: list[bool] = []
+
+
+@demo.get("/stream")
+async def stream_view(request):
+    """An endless server-sent stream: it may only end because the client went away."""
+
+    async def events():
+        try:
+            while True:
+                yield b"data: tick\n\n"
+                await asyncio.sleep(0.01)
+        finally:
+            STREAM_CLOSED.append(True)
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
 
 
 @bare.get("/async")
