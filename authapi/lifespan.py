@@ -2,6 +2,12 @@
 released when the worker stops. Requests get their real socket peer back first
 (:func:`authapi.client.restore_peer`).
 
+At start-up the heap built so far (Django, the URLconf, the schemas: ~90,000 objects) is
+frozen out of the cyclic collector's sight (``gc.freeze``): a full collection otherwise
+walks all of it, 20-35 ms during which every request in flight waits. Under the
+benchmark's load that made the slowest percent: p99/p50 of the claims-only route went
+from 3.1 to 1.7 with the freeze. What requests allocate is collected as before.
+
 uvicorn re-raises SIGTERM after a graceful shutdown, so a worker dies by the signal and
 ``atexit`` never runs there; lifespan ``shutdown`` is the one hook that does.
 """
@@ -9,6 +15,7 @@ uvicorn re-raises SIGTERM after a graceful shutdown, so a worker dies by the sig
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -48,6 +55,8 @@ def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
                     logger.exception("the embedded valkey-server did not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _embedded():
