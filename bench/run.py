@@ -639,6 +639,7 @@ class Options:
     max_minutes: float
     rebuild: bool
     readme: bool
+    profile: bool = False
 
 
 @dataclass
@@ -903,8 +904,10 @@ class Bench:
         ticks_before, cores_before = [cpu_ticks(g) for g in groups], core_ticks()
         each_before = {pid: cpu_ticks([pid]) for pid in pids}
         began = time.monotonic()
+        spies = self.spy(live, scenario) if self.opts.profile and live.target.venv == "ours" else []
         result = self.drive(live, scenario, mode, arg, self.opts.duration)
         wall = time.monotonic() - began
+        result["profiles"] = [self.spied(*spy) for spy in spies] or None
         ticks_after, cores_after = [cpu_ticks(g) for g in groups], core_ticks()
         each_after = {pid: cpu_ticks([pid]) for pid in pids}
         self_after, wrk_after = _rusage_seconds()
@@ -947,6 +950,33 @@ class Bench:
             and max(busy_workers, default=0) > IMBALANCED_SHARE * total
         )
         return result
+
+    def spy(self, live: Live, scenario: str) -> list[tuple[subprocess.Popen[bytes], Path]]:
+        """py-spy on each worker of ``live`` (the server itself with one) for the run."""
+        py_spy = OURS_VENV / "bin" / "py-spy"
+        if not py_spy.exists():
+            raise BenchError("--profile needs py-spy in .venv: .venv/bin/pip install py-spy")
+        tree = live.process.tree()
+        workers = tree[1:] if self.workers > 1 else tree[:1]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        spies = []
+        for pid in workers:
+            out = RESULTS / f"profile-{scenario}-w{self.workers}-{stamp}-{pid}.txt"
+            command = [
+                str(py_spy), "record", "--nonblocking", "--format", "raw", "--rate", "200",
+                "-d", str(self.opts.duration), "-p", str(pid), "-o", str(out),
+            ]  # fmt: skip
+            spies.append((subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL), out))  # fmt: skip
+        return spies
+
+    def spied(self, spy: subprocess.Popen[bytes], out: Path) -> str:
+        try:
+            spy.wait(timeout=self.opts.duration + 30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=10)
+        return str(out.relative_to(ROOT))
 
     def run_one(self, live: Live, others: list[Live], store: Process | None, scenario: str,
                 workers: int, rnd: int, files: Path) -> dict[str, Any]:  # fmt: skip
@@ -1319,6 +1349,11 @@ def parse(argv: Sequence[str]) -> Options:
     p.add_argument("--max-minutes", type=float, default=40, help="stop past this (40)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the peers' virtualenvs")
     p.add_argument("--no-readme", action="store_true", help="leave bench/README.md alone")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy samples ours' workers in each measured run (raw stacks in bench/results/)",
+    )
     a = p.parse_args(argv)
     scenarios = [s for s in a.scenarios.split(",") if s]
     names = [n for n in a.targets.split(",") if n]
@@ -1342,7 +1377,8 @@ def parse(argv: Sequence[str]) -> Options:
         quick=a.quick,
         max_minutes=a.max_minutes,
         rebuild=a.rebuild,
-        readme=not a.no_readme and not a.quick,
+        readme=not a.no_readme and not a.quick and not a.profile,
+        profile=a.profile,
     )
 
 
