@@ -13,8 +13,11 @@ pieces instead (``BaseHandler`` with ``load_middleware(is_async=True)``, ``ASGIR
 - the view runs in the request's own task, beside one watcher that cancels it when the
   client goes away (Django's rule: the view hears ``CancelledError``), while it works and
   while a streaming answer is sent;
-- ``request_finished`` is sent with ``asend``: its async receivers run on the loop, sync
-  ones (a project's own) in one hop to the request's thread, as Django would.
+- the request signals are sent with ``asend``, with this class as their sender, and only
+  when someone listens: async receivers run on the loop, sync ones in one hop to the
+  request's thread, as Django would. Django's own receivers are connected for every
+  sender; :func:`authapi.serving.serve` takes them over, so with it nobody listens by
+  default and a request pays nothing for the signals.
 
 Used by :func:`authapi.serving.serve` for every path but the admin's and static files.
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core import signals
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.core.handlers.asgi import ASGIRequest, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.test.utils import override_settings
@@ -119,7 +122,13 @@ async def _finish(request: ASGIRequest, response: HttpResponseBase) -> None:
         return
     request.close()  # uploaded files: the only closer a buffered API answer has
     response.closed = True
-    await signals.request_finished.asend(sender=ASGIHandler)
+    await _finished()
+
+
+async def _finished() -> None:
+    # The URLconf get_response_async set lives in this request's context only: no reset.
+    if signals.request_finished.has_listeners(APIHandler):
+        await signals.request_finished.asend(sender=APIHandler)
 
 
 class APIHandler:
@@ -142,12 +151,13 @@ class APIHandler:
             await limits.answer(send, limits.TOO_LARGE)
             return
         set_script_prefix(get_script_prefix(scope))
-        await signals.request_started.asend(sender=ASGIHandler, scope=scope)
+        if signals.request_started.has_listeners(APIHandler):
+            await signals.request_started.asend(sender=APIHandler, scope=scope)
         try:
             request = ASGIRequest(scope, io.BytesIO(body))
         except UnicodeDecodeError:  # the query string (RequestLimits refuses it first)
             await limits.answer(send, limits.BAD_QUERY)
-            await signals.request_finished.asend(sender=ASGIHandler)
+            await _finished()
             return
         watcher = _Watcher(receive)
         response: HttpResponseBase | None = None
@@ -164,6 +174,6 @@ class APIHandler:
         finally:
             watcher.stop()
         if response is None:  # the client left while the view worked
-            await signals.request_finished.asend(sender=ASGIHandler)
+            await _finished()
         else:
             await _finish(request, response)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.cache import close_caches
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import reset_urlconf
 from django.db import close_old_connections, connections, reset_queries
 from django.urls import set_urlconf
@@ -83,8 +84,8 @@ _serving: contextvars.ContextVar[bool] = contextvars.ContextVar("authapi_serving
 
 
 async def _request_started(**kwargs: Any) -> None:
-    """Django's request_started receivers, on the loop for serve()'s requests (their work
-    happens on release), and as Django does them (one thread hop) for any other."""
+    """Django's request_started receivers, for its own handler's requests: on the loop
+    within serve() (their work happens on release), else as Django does them."""
     if not _serving.get():
         await sync_to_async(_tidy_connections)()
 
@@ -97,11 +98,11 @@ def _close_connections() -> None:
 
 
 async def _request_finished(**kwargs: Any) -> None:
-    """Django's request_finished receivers, async so that ``asend`` makes no thread hop.
+    """Django's request_finished receivers, for its own handler's requests.
 
-    For requests serve() does not handle: Django's plain ASGI handler runs each request's
-    sync work on a thread of its own, which ends with the request, so a connection kept
-    for CONN_MAX_AGE there would only leak: close it (and the caches, as Django does).
+    Outside serve() Django's plain ASGI handler runs each request's sync work on a thread
+    of its own, which ends with the request, so a connection kept for CONN_MAX_AGE there
+    would only leak: close it (and the caches, as Django does).
     """
     set_urlconf(None)
     if not _serving.get():
@@ -109,13 +110,20 @@ async def _request_finished(**kwargs: Any) -> None:
 
 
 def _take_over_request_signals() -> None:
+    """Django's request-signal receivers (sync, for every sender) out; in their place,
+    async ones for Django's own ASGIHandler only: the API handler's requests then have no
+    listener (unless the project adds one) and their tidying is SyncThreads.release's."""
     signals.request_started.disconnect(close_old_connections)
     signals.request_started.disconnect(reset_queries)
     signals.request_finished.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_caches)
     signals.request_finished.disconnect(reset_urlconf)
-    signals.request_started.connect(_request_started, dispatch_uid="authapi.request_started")
-    signals.request_finished.connect(_request_finished, dispatch_uid="authapi.request_finished")
+    signals.request_started.connect(
+        _request_started, sender=ASGIHandler, dispatch_uid="authapi.request_started"
+    )
+    signals.request_finished.connect(
+        _request_finished, sender=ASGIHandler, dispatch_uid="authapi.request_finished"
+    )
 
 
 class SyncThreads:
