@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import aclosing
 from typing import Any
@@ -34,12 +35,15 @@ from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.handlers.asgi import ASGIRequest, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.http import HttpResponseBase
+from django.http import FileResponse, HttpResponseBase
 from django.test.utils import override_settings
 from django.urls import set_script_prefix
 
 from authapi import limits
 from authapi.schemas import MAX_BODY
+
+logger = logging.getLogger("django.request")
+CHUNK = 2**16  # FileResponse block size, as ASGIHandler.chunk_size
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,19 +120,19 @@ class _Watcher:
         self._task.cancel()
 
 
-async def _finish(request: ASGIRequest, response: HttpResponseBase) -> None:
-    if response.streaming:  # its iterator's closers may block: Django's way, on the thread
-        await sync_to_async(response.close)()
+async def _finish(response: HttpResponseBase | None) -> None:
+    """Close the answer and announce the end, as Django does, without a thread hop when
+    nobody listens: closing runs its resource closers (request.close among them)."""
+    if response is None:  # no answer (the client left while the view worked)
+        if signals.request_finished.has_listeners(APIHandler):
+            await signals.request_finished.asend(sender=APIHandler)
         return
-    request.close()  # uploaded files: the only closer a buffered API answer has
-    response.closed = True
-    await _finished()
-
-
-async def _finished() -> None:
-    # The URLconf get_response_async set lives in this request's context only: no reset.
-    if signals.request_finished.has_listeners(APIHandler):
-        await signals.request_finished.asend(sender=APIHandler)
+    response._handler_class = APIHandler  # type: ignore[attr-defined]  # close()'s sender
+    if response.streaming or signals.request_finished.has_listeners(APIHandler):
+        # a stream's closers may block, and so may a project's sync receivers: the thread
+        await sync_to_async(response.close)()
+    else:
+        response.close()  # closers only: request_finished has no receiver to run
 
 
 class APIHandler:
@@ -156,24 +160,29 @@ class APIHandler:
         try:
             request = ASGIRequest(scope, io.BytesIO(body))
         except UnicodeDecodeError:  # the query string (RequestLimits refuses it first)
+            logger.warning("Bad Request (UnicodeDecodeError)", extra={"status_code": 400})
             await limits.answer(send, limits.BAD_QUERY)
-            await _finished()
+            await _finish(None)
             return
         watcher = _Watcher(receive)
         response: HttpResponseBase | None = None
+        heard = False  # whether the watcher's cancellation reached us as CancelledError
         try:
             response = await self.base.get_response_async(request)
+            if isinstance(response, FileResponse):
+                response.block_size = CHUNK  # as Django: the server does the chunking
             if not response.streaming:
                 watcher.stop()  # a buffered answer goes out whole, or to nobody
             await _send(response, send)
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if not watcher.gone or current is None:
-                raise  # cancelled from outside (the server stopping): not ours to swallow
-            current.uncancel()
+            if not watcher.gone or current is None or current.uncancel() > 0:
+                raise  # (also) cancelled from outside, the server stopping: not ours
+            heard = True
         finally:
             watcher.stop()
-        if response is None:  # the client left while the view worked
-            await _finished()
-        else:
-            await _finish(request, response)
+            if watcher.gone and not heard:  # a view that swallowed it: balance the count
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    current.uncancel()
+            await _finish(response)

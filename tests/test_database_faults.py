@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from authapi import serving
+from authapi import sync_threads
 from tests.conftest import PASSWORD, bearer, login
 
 
 def _close_all() -> None:
     for connection in connections.all(initialized_only=True):
         connection.close()
-    serving.close_connections()  # the threads requests run their sync work on keep theirs
+    sync_threads.close_connections()  # the threads requests run their sync work on keep theirs
 
 
 @asynccontextmanager

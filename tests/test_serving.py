@@ -330,3 +330,106 @@ async def test_an_endless_stream_ends_when_its_client_goes(client, user):
     assert status == 200 and headers[b"content-type"] == b"text/event-stream"
     assert body.startswith(b"data: tick\n\n")
     assert urls.STREAM_CLOSED == [True]  # the generator was closed, not left running
+
+
+async def test_a_buffered_answers_resource_closers_run():
+    from project.asgi import application
+    from tests import urls
+
+    urls.CLOSERS.clear()
+    sent = await _call(application, _scope("/file-like"), [{"type": "http.request"}])
+    assert _answer_of(sent)[:1] == (200,) and _answer_of(sent)[2] == b"from a file"
+    assert [source.closed for source in urls.CLOSERS] == [True]
+
+
+async def test_a_view_that_swallows_the_disconnect_leaves_no_cancellation_pending():
+    import asyncio
+
+    from project.asgi import application
+    from tests import urls
+
+    urls.SWALLOWED.clear()
+    task = asyncio.ensure_future(
+        _call(application, _scope("/swallowing"), [{"type": "http.request"}, 0.05])
+    )
+    await asyncio.wait_for(task, 10)
+    assert urls.SWALLOWED == [True]
+    assert task.cancelling() == 0  # a later TaskGroup or timeout in the task still works
+
+
+async def test_more_long_requests_than_kept_threads_do_not_starve_the_worker(client, user):
+    """Every kept thread may be out (long streams here; a stalled database is alike):
+    a request that needs none answers, and one that needs one gets a new thread."""
+    import asyncio
+
+    from project.asgi import application
+
+    pair = await login(client, user)
+    auth = [(b"authorization", f"Bearer {pair['access']}".encode())]
+    size = min(32, (os.cpu_count() or 1) + 4)
+    streams = [
+        asyncio.ensure_future(
+            _call(
+                application, _scope("/demo/stream", headers=auth), [{"type": "http.request"}, 3.0]
+            )
+        )
+        for _ in range(size + 2)
+    ]
+    await asyncio.sleep(0.3)  # all of them streaming now
+    health = await asyncio.wait_for(client.get("/health"), 5)
+    assert health.status_code == 200
+    synced = await asyncio.wait_for(client.get("/demo/sync", headers=bearer(pair["access"])), 5)
+    assert synced.status_code == 200
+    assert all(not stream.done() for stream in streams)
+    await asyncio.wait_for(asyncio.gather(*streams), 15)
+
+
+async def test_the_admin_is_still_the_admin_under_a_root_path():
+    """uvicorn --root-path puts the prefix into "path": /auth/admin/ is the admin's (its
+    HTML login page), not the API's."""
+    from project.asgi import application
+
+    scope = _scope("/auth/admin/login/")
+    scope["root_path"] = "/auth"
+    sent = await _call(application, scope, [{"type": "http.request"}])
+    status, headers, body = _answer_of(sent)
+    assert status == 200 and b"csrfmiddlewaretoken" in body
+    assert headers[b"content-type"].startswith(b"text/html")
+
+
+def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
+    from authapi import sync_threads
+
+    order: list[str] = []
+    monkeypatch.setattr(sync_threads, "tidy", lambda: order.append("tidy"))
+    pool = sync_threads.SyncThreads(2)
+
+    def drained() -> list[str]:  # what the idle thread has done once its queue is empty
+        pool._idle[0].submit(lambda: None).result(5)
+        return order
+
+    lent = pool.lend()
+    lent.submit(order.append, "first request").result(5)
+    lent.release()  # tidied after use
+    again = pool.lend()
+    again.submit(order.append, "soon after").result(5)
+    again.release()
+    assert drained() == ["first request", "tidy", "soon after", "tidy"]
+    pool._idle[0].idle_since -= sync_threads.IDLE_TIDY  # as if it had waited that long
+    late = pool.lend()
+    late.submit(order.append, "after a pause").result(5)
+    late.release()
+    assert drained()[4:] == ["tidy", "after a pause", "tidy"]  # its connections checked first
+    assert len({id(t) for t in pool._idle}) == 1  # one thread served all three
+
+
+def test_threads_made_past_the_pool_size_end_with_their_request():
+    from authapi import sync_threads
+
+    pool = sync_threads.SyncThreads(1)
+    lents = [pool.lend() for _ in range(3)]
+    names = [lent.submit(threading.get_ident).result(5) for lent in lents]
+    assert len(set(names)) == 3  # three at once: three threads, nobody waited
+    for lent in lents:
+        lent.release()
+    assert len(pool._idle) == 1  # one kept, two retired

@@ -7,13 +7,15 @@ relies on the middleware to still answer our errors as JSON.
 from __future__ import annotations
 
 import asyncio
+import io
 
-from django.http import StreamingHttpResponse
-from django.urls import path
+from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import URLPattern, URLResolver, path
 from ninja import NinjaAPI
 
 from authapi import install_error_handlers, jwt_bearer
-from project.urls import handler400, handler403, handler404, handler500, urlpatterns
+from project.urls import handler400, handler403, handler404, handler500
+from project.urls import urlpatterns as project_urls
 
 demo = install_error_handlers(NinjaAPI(urls_namespace="demo", docs_url=None, auth=jwt_bearer))
 bare = NinjaAPI(urls_namespace="bare", docs_url=None, openapi_url=None, auth=jwt_bearer)
@@ -58,5 +60,33 @@ async def bare_view(request):
     return {"user_id": request.auth.user_id}
 
 
-urlpatterns = [*urlpatterns, path("demo/", demo.urls), path("bare/", bare.urls)]
+CLOSERS: list[io.BytesIO] = []
+
+
+async def file_like_view(request):
+    """A plain Django view whose answer came from a file-like object (a resource closer)."""
+    source = io.BytesIO(b"from a file")
+    CLOSERS.append(source)
+    return HttpResponse(source)
+
+
+SWALLOWED: list[bool] = []
+
+
+async def swallowing_view(request):
+    """Hears the client leave (CancelledError), and answers anyway."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        SWALLOWED.append(True)
+    return HttpResponse(b"late")
+
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    *project_urls,
+    path("demo/", demo.urls),
+    path("bare/", bare.urls),
+    path("file-like", file_like_view),
+    path("swallowing", swallowing_view),
+]
 __all__ = ["urlpatterns", "handler400", "handler403", "handler404", "handler500"]
