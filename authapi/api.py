@@ -240,8 +240,10 @@ async def logout_all(request: HttpRequest) -> HttpResponse:
 
 @auth.get("/me", auth=jwt_profile, response={200: Me, **AUTH_ERRORS}, summary="The current user")
 @no_store
-async def me(request: HttpRequest) -> dict[str, Any]:
+async def me(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     ctx: AccessContext = request.auth  # type: ignore[attr-defined]
+    if ctx.profile_json is not None:  # the session's snapshot, the body as it is kept
+        return HttpResponse(ctx.profile_json, content_type="application/json; charset=utf-8")
     if ctx.profile is not None:  # the session's snapshot: no query (see README)
         return ctx.profile
     user = await ctx.auser()

@@ -16,14 +16,21 @@ from authapi.errors import TokenInvalid
 class AccessContext:
     """What ``request.auth`` holds: the verified claims; the user only when asked for."""
 
-    __slots__ = ("claims", "_user", "profile")
+    __slots__ = ("claims", "_user", "profile", "profile_json")
 
-    def __init__(self, claims: tokens.Claims, profile: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        claims: tokens.Claims,
+        profile: dict[str, Any] | None = None,
+        profile_json: str | None = None,
+    ) -> None:
         self.claims = claims
         self._user: Any = None
         #: The user's public fields as the session last saw them (``JWTBearer(profile=True)``):
         #: set at login and each refresh, updated when the user is saved. None if not read.
         self.profile = profile
+        #: The same as the JSON the session keeps, when it has exactly those fields.
+        self.profile_json = profile_json
 
     @property
     def user_id(self) -> int | str:
@@ -69,7 +76,9 @@ async def check_access(token: str, *, profile: bool = False) -> AccessContext:
     allowed, snapshot = await store.access_profile(claims.user_id, claims.sid, claims.jti)
     if not allowed:
         raise TokenInvalid("Token has been revoked")
-    return AccessContext(claims, _loads(snapshot))
+    value = _loads(snapshot)
+    exact = snapshot if value is not None and value.keys() == users.PROFILE_KEYS else None
+    return AccessContext(claims, value, exact)
 
 
 def _loads(snapshot: str | None) -> dict[str, Any] | None:

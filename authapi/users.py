@@ -120,6 +120,7 @@ async def unchanged(user: Any) -> bool:
 
 
 PROFILE_FIELDS = ("email", "first_name", "last_name")
+PROFILE_KEYS = frozenset({"id", "username", *PROFILE_FIELDS})  # what profile() holds
 
 
 def profile(user: Any) -> dict[str, Any]:
@@ -129,4 +130,6 @@ def profile(user: Any) -> dict[str, Any]:
 
 
 def profile_json(user: Any) -> str:
-    return json.dumps(profile(user), separators=(",", ":"), default=str)
+    """The snapshot as kept in the session: byte for byte the body ``/me`` sends (Ninja's
+    JSON spelling), so ``/me`` sends it as it is."""
+    return json.dumps(profile(user), default=str)

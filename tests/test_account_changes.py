@@ -250,3 +250,48 @@ async def test_password_change_through_the_admin_pages_ends_sessions(client, mak
         assert changed.status_code == 302, changed.text[:2000]
     await _assert_all_dead(client, pairs)
     await login(client, target, password=NEW_PASSWORD)
+
+
+async def _plant_snapshot(user, access: str, value: str | None) -> None:
+    import jwt as pyjwt
+
+    from authapi import store
+
+    key = store.session_key(
+        user.pk, pyjwt.decode(access, options={"verify_signature": False})["sid"]
+    )
+    if value is None:
+        await store._run(lambda s: s.redis.hdel(key, "prof"))
+    else:
+        await store._run(lambda s: s.redis.hset(key, "prof", value))
+
+
+async def test_me_sends_the_snapshot_as_the_database_path_would_render_it(client, user):
+    pair = await login(client, user)
+    kept = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    await _plant_snapshot(user, pair["access"], None)  # no snapshot: the user row
+    read = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    assert kept.status_code == read.status_code == 200
+    assert kept.content == read.content  # byte for byte
+    assert kept.headers["Content-Type"] == read.headers["Content-Type"]
+    assert kept.headers["Cache-Control"] == read.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        '{"id": 1, "username": "x", "email": "", "first_name": "", "last_name": "", '
+        '"is_staff": true}',
+        '{"id": 1, "username": "x"}',
+        "not json",
+        "[1, 2]",
+    ],
+    ids=["extra field", "missing fields", "not json", "not an object"],
+)
+async def test_a_snapshot_of_another_shape_is_never_sent_as_it_is(client, user, snapshot):
+    pair = await login(client, user)
+    await _plant_snapshot(user, pair["access"], snapshot)
+    me = await client.get("/api/auth/me", headers=bearer(pair["access"]))
+    assert me.status_code == 200
+    assert set(me.json()) == {"id", "username", "email", "first_name", "last_name"}
+    assert "is_staff" not in me.text
