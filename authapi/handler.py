@@ -9,7 +9,7 @@ claims-only route's samples were that hop). This handler is built from Django's 
 pieces instead (``BaseHandler`` with ``load_middleware(is_async=True)``, ``ASGIRequest``,
 ``get_response_async``, the request signals), not a subclass:
 
-- the body (bounded: :data:`MAX_BODY`) is read into memory once;
+- the body (bounded: ``authapi.schemas.MAX_BODY``) is read into memory once;
 - the view runs in the request's own task, beside one watcher that cancels it when the
   client goes away (Django's rule: the view hears ``CancelledError``), while it works and
   while a streaming answer is sent;
@@ -40,7 +40,6 @@ from django.test.utils import override_settings
 from django.urls import set_script_prefix
 
 from authapi import limits
-from authapi.schemas import MAX_BODY
 
 logger = logging.getLogger("django.request")
 CHUNK = 2**16  # FileResponse block size, as ASGIHandler.chunk_size
@@ -49,31 +48,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class _Gone(Exception):
-    """The client went away before its body arrived."""
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Gone
-        chunk: bytes = message.get("body", b"")
-        total += len(chunk)
-        if total > MAX_BODY:
-            raise _TooLarge
-        if chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
@@ -148,12 +122,12 @@ class APIHandler:
         if scope["type"] != "http":
             raise ValueError(f"APIHandler serves http, not {scope['type']}")
         try:
-            body = await _body(receive)
-        except _Gone:
-            return
-        except _TooLarge:
+            body = await limits.read_body(receive)
+        except limits.BodyTooLarge:
             await limits.answer(send, limits.TOO_LARGE)
             return
+        if body is None:
+            return  # the client went away before its body arrived
         set_script_prefix(get_script_prefix(scope))
         if signals.request_started.has_listeners(APIHandler):
             await signals.request_started.asend(sender=APIHandler, scope=scope)

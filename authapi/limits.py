@@ -116,23 +116,23 @@ class RequestLimits:
             return
         try:
             async with asyncio.timeout(BODY_TIMEOUT):
-                body = await _read(receive)
+                body = await read_body(receive)
         except TimeoutError:
             await answer(send, TIMEOUT)
             return
-        except _TooLarge:
+        except BodyTooLarge:
             await answer(send, TOO_LARGE)
             return
         if body is not None:
             await self.app(scope, _replay(body, receive), send)
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """The body passed MAX_BODY; what is left of it was never read."""
 
 
-async def _read(receive: Receive) -> bytes | None:
-    """The whole body, or None when the client went away; ``_TooLarge`` as soon as it
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None when the client went away; ``BodyTooLarge`` as soon as it
     passes MAX_BODY (the rest is never read)."""
     chunks: list[bytes] = []
     total = 0
@@ -143,11 +143,11 @@ async def _read(receive: Receive) -> bytes | None:
         chunk: bytes = message.get("body", b"")
         total += len(chunk)
         if total > MAX_BODY:
-            raise _TooLarge
+            raise BodyTooLarge
         if chunk:
             chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -357,31 +357,43 @@ async def test_a_view_that_swallows_the_disconnect_leaves_no_cancellation_pendin
     assert task.cancelling() == 0  # a later TaskGroup or timeout in the task still works
 
 
-async def test_more_long_requests_than_kept_threads_do_not_starve_the_worker(client, user):
-    """Every kept thread may be out (long streams here; a stalled database is alike):
-    a request that needs none answers, and one that needs one gets a new thread."""
+async def test_more_sync_requests_than_threads_wait_and_loop_only_ones_do_not(client, user):
+    """Every thread may be held (slow sync views here; a stalled database is alike): the
+    requests that need one wait their turn, no thread is started for them, and those that
+    need none (the access check, token verification) answer meanwhile. (/health waits: it asks the
+    database.)"""
     import asyncio
 
-    from project.asgi import application
+    from authapi import sync_threads
 
     pair = await login(client, user)
-    auth = [(b"authorization", f"Bearer {pair['access']}".encode())]
-    size = min(32, (os.cpu_count() or 1) + 4)
-    streams = [
-        asyncio.ensure_future(
-            _call(
-                application, _scope("/demo/stream", headers=auth), [{"type": "http.request"}, 3.0]
-            )
-        )
-        for _ in range(size + 2)
-    ]
-    await asyncio.sleep(0.3)  # all of them streaming now
-    health = await asyncio.wait_for(client.get("/health"), 5)
-    assert health.status_code == 200
-    synced = await asyncio.wait_for(client.get("/demo/sync", headers=bearer(pair["access"])), 5)
-    assert synced.status_code == 200
-    assert all(not stream.done() for stream in streams)
-    await asyncio.wait_for(asyncio.gather(*streams), 15)
+    auth = bearer(pair["access"])
+    size = sync_threads._pools[-1].size
+    await asyncio.gather(*(client.get("/demo/sync-slow", headers=auth) for _ in range(size)))
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def counting(self):
+        started.append(self.name)
+        return original(self)
+
+    threading.Thread.start = counting  # type: ignore[method-assign]
+    try:
+        slow = [
+            asyncio.ensure_future(client.get("/demo/sync-slow", headers=auth))
+            for _ in range(size + 2)
+        ]
+        await asyncio.sleep(0.1)  # every thread is held now, two requests wait
+        quick = await client.get("/demo/async", headers=auth)
+        keys = await client.post("/api/auth/verify", json={"token": pair["access"]})
+        still_held = [not request.done() for request in slow]
+        answers = await asyncio.wait_for(asyncio.gather(*slow), 20)
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]
+    assert quick.status_code == 200 and keys.status_code == 200
+    assert all(still_held)  # answered while the slow ones held every thread
+    assert [a.status_code for a in answers] == [200] * (size + 2)
+    assert started == []
 
 
 async def test_the_admin_is_still_the_admin_under_a_root_path():
@@ -423,13 +435,18 @@ def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
     assert len({id(t) for t in pool._idle}) == 1  # one thread served all three
 
 
-def test_threads_made_past_the_pool_size_end_with_their_request():
+def test_a_call_that_finds_every_thread_out_runs_on_the_next_one_given_back():
     from authapi import sync_threads
 
     pool = sync_threads.SyncThreads(1)
-    lents = [pool.lend() for _ in range(3)]
-    names = [lent.submit(threading.get_ident).result(5) for lent in lents]
-    assert len(set(names)) == 3  # three at once: three threads, nobody waited
-    for lent in lents:
-        lent.release()
-    assert len(pool._idle) == 1  # one kept, two retired
+    first, second, third = pool.lend(), pool.lend(), pool.lend()
+    held = first.submit(threading.get_ident).result(5)
+    queued = second.submit(threading.get_ident)
+    gave_up = third.submit(threading.get_ident)
+    assert not queued.done() and not gave_up.done()  # queued, not run, no new thread
+    third.release()  # that request ended while it waited (its client left)
+    assert gave_up.cancelled()
+    first.release()
+    assert queued.result(5) == held  # the same one thread, handed over
+    second.release()
+    assert len(pool._idle) == 1 and pool._made == 1

@@ -31,6 +31,15 @@ def sync_view(request):
     return {"user_id": request.auth.user_id, "sid": request.auth.sid}
 
 
+@demo.get("/sync-slow")
+def sync_slow_view(request):
+    """Holds its thread for a while: a slow query, a stalled database."""
+    import time
+
+    time.sleep(0.5)
+    return {"user_id": request.auth.user_id}
+
+
 @demo.get("/user")
 async def user_view(request):
     user = await request.auth.auser()
