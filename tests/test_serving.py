@@ -3,12 +3,14 @@ the admin through Django's stock stack, and Django's own deploy checks unsilence
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +18,23 @@ from asgiref import sync
 from django.test import override_settings
 
 from tests.conftest import PASSWORD, ROOT, bearer, login
+
+
+@contextlib.contextmanager
+def thread_starts() -> Iterator[list[str]]:
+    """The names of the threads started inside the block."""
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def counting(self):
+        started.append(self.name)
+        return original(self)
+
+    threading.Thread.start = counting  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]
 
 
 async def test_an_authenticated_api_request_takes_no_thread_hop(client, user):
@@ -78,24 +97,14 @@ async def test_a_projects_own_sync_receiver_still_runs_on_the_requests_thread(cl
 async def test_no_thread_is_started_per_request(client, user):
     pair = await login(client, user)
     for _ in range(3):  # warm up: the pool makes its threads once
-        await client.get("/api/auth/me", headers=bearer(pair["access"]))
-    started = []
-    original = threading.Thread.start
-
-    def counting(self):
-        started.append(self.name)
-        return original(self)
-
-    threading.Thread.start = counting  # type: ignore[method-assign]
-    try:
-        for _ in range(20):  # /me reads the user: sync ORM work on a lent thread
+        await client.get("/demo/sync", headers=bearer(pair["access"]))
+    with thread_starts() as started:
+        for _ in range(20):  # /demo/sync is sync work on a lent thread; /me none at all
             response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
             assert response.status_code == 200
             assert (
                 await client.get("/demo/sync", headers=bearer(pair["access"]))
             ).status_code == 200
-    finally:
-        threading.Thread.start = original  # type: ignore[method-assign]
     assert started == []
 
 
@@ -104,7 +113,7 @@ async def test_database_connections_outlive_requests(client, user):
 
     pair = await login(client, user)
     for _ in range(3):  # warm up: each lent thread opens its connection once
-        await client.get("/api/auth/me", headers=bearer(pair["access"]))
+        await client.get("/demo/user", headers=bearer(pair["access"]))
     opened = []
 
     def count(sender, connection, **kwargs):
@@ -113,8 +122,8 @@ async def test_database_connections_outlive_requests(client, user):
     connection_created.connect(count)
     try:
         for _ in range(10):  # one request at a time: the same lent thread, its connection
-            response = await client.get("/api/auth/me", headers=bearer(pair["access"]))
-            assert response.status_code == 200
+            response = await client.get("/demo/user", headers=bearer(pair["access"]))
+            assert response.status_code == 200  # auser(): one query each time
     finally:
         connection_created.disconnect(count)
     assert opened == []
@@ -370,15 +379,7 @@ async def test_more_sync_requests_than_threads_wait_and_loop_only_ones_do_not(cl
     auth = bearer(pair["access"])
     size = sync_threads._pools[-1].size
     await asyncio.gather(*(client.get("/demo/sync-slow", headers=auth) for _ in range(size)))
-    started: list[str] = []
-    original = threading.Thread.start
-
-    def counting(self):
-        started.append(self.name)
-        return original(self)
-
-    threading.Thread.start = counting  # type: ignore[method-assign]
-    try:
+    with thread_starts() as started:
         slow = [
             asyncio.ensure_future(client.get("/demo/sync-slow", headers=auth))
             for _ in range(size + 2)
@@ -388,8 +389,6 @@ async def test_more_sync_requests_than_threads_wait_and_loop_only_ones_do_not(cl
         keys = await client.post("/api/auth/verify", json={"token": pair["access"]})
         still_held = [not request.done() for request in slow]
         answers = await asyncio.wait_for(asyncio.gather(*slow), 20)
-    finally:
-        threading.Thread.start = original  # type: ignore[method-assign]
     assert quick.status_code == 200 and keys.status_code == 200
     assert all(still_held)  # answered while the slow ones held every thread
     assert [a.status_code for a in answers] == [200] * (size + 2)
