@@ -45,19 +45,24 @@ def prepare(path: Path) -> Path:
 
 
 def _tighten(folder: Path) -> None:
+    """Tighten what ``folder`` holds. A running store writes and renames files in it
+    meanwhile (an AOF rewrite's temp file): one gone before it is looked at is skipped."""
     with os.scandir(folder) as entries:
         found = list(entries)
     for entry in found:
-        info = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode):
-            continue  # never follow a link out of the folder
-        if info.st_uid != os.getuid():
-            raise _refuse(Path(entry.path), f"belongs to uid {info.st_uid}")
-        wanted = DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE
-        if stat.S_IMODE(info.st_mode) & ~wanted:
-            os.chmod(entry.path, stat.S_IMODE(info.st_mode) & wanted)
-        if stat.S_ISDIR(info.st_mode):
-            _tighten(Path(entry.path))
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                continue  # never follow a link out of the folder
+            if info.st_uid != os.getuid():
+                raise _refuse(Path(entry.path), f"belongs to uid {info.st_uid}")
+            wanted = DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE
+            if stat.S_IMODE(info.st_mode) & ~wanted:
+                os.chmod(entry.path, stat.S_IMODE(info.st_mode) & wanted)
+            if stat.S_ISDIR(info.st_mode):
+                _tighten(Path(entry.path))
+        except FileNotFoundError:
+            continue
 
 
 def touch_private(path: Path) -> Path:

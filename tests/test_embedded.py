@@ -291,6 +291,36 @@ def test_data_folder_is_private(data_dir):
         embedded.release(fresh.resolve())
 
 
+def test_a_file_the_running_store_removes_meanwhile_is_skipped(data_dir, monkeypatch):
+    """A second worker tightens the folder while the store of the first rewrites its AOF:
+    a temp file listed and then gone must not fail that worker's start-up (it did, in
+    the chaos test with two workers)."""
+    datadir.prepare(data_dir)
+    doomed = data_dir / "temp-rewriteaof-1.aof"
+    doomed.write_text("")
+    doomed.chmod(0o644)
+    kept = data_dir / "kept"
+    kept.write_text("")
+    kept.chmod(0o644)
+    listing = os.scandir
+
+    class Vanishing:
+        def __init__(self, path):
+            self.entries = list(listing(path))
+            if doomed.exists():
+                doomed.unlink()  # gone between the listing and the look at it
+
+        def __enter__(self):
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", Vanishing)
+    datadir.prepare(data_dir)
+    assert kept.stat().st_mode & 0o777 == 0o600  # the rest is still tightened
+
+
 def test_a_loose_existing_folder_is_tightened(data_dir):
     data_dir.chmod(0o755)
     (data_dir / "secret_key").write_text("x" * 50)
