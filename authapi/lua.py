@@ -174,3 +174,14 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return 0
 """
+
+# The user's row moved on while this session's snapshot was being written: show what was
+# read since, unless a later change (PROFILE) already replaced the snapshot written.
+PROFILE_IF = """
+local session, written, fresh = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HGET', session, 'prof') == written then
+  redis.call('HSET', session, 'prof', fresh)
+  return 1
+end
+return 0
+"""

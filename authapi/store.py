@@ -47,6 +47,7 @@ from authapi.lua import (
     ATTEMPT,
     LIST,
     PROFILE,
+    PROFILE_IF,
     REFUND,
     REHASH,
     REVOKE_ACCESS,
@@ -112,6 +113,7 @@ class Store:
     list: AsyncScript
     rehash: AsyncScript
     profile: AsyncScript
+    profile_if: AsyncScript
     attempt: AsyncScript
     refund: AsyncScript
 
@@ -146,6 +148,7 @@ class Store:
             list=redis.register_script(LIST),
             rehash=redis.register_script(REHASH),
             profile=redis.register_script(PROFILE),
+            profile_if=redis.register_script(PROFILE_IF),
             attempt=redis.register_script(ATTEMPT),
             refund=redis.register_script(REFUND),
         )
@@ -342,6 +345,13 @@ async def update_profile(user_id: int | str, profile: str) -> None:
     """Show a user's changed public fields in every session of theirs."""
     keys = [index_key(user_id)]
     await _run(lambda s: s.profile(keys=keys, args=[user_prefix(user_id), profile]))
+
+
+async def catch_up_profile(user_id: int | str, sid: str, written: str, fresh: str) -> bool:
+    """Replace one session's snapshot ``written`` by ``fresh``, read since; False when
+    something newer is there already."""
+    keys = [session_key(user_id, sid)]
+    return bool(await _run(lambda s: s.profile_if(keys=keys, args=[written, fresh])))
 
 
 async def refresh_is_current(user_id: int | str, sid: str, jti: str) -> bool:
