@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from authapi import conf, throttle
+from authapi import conf, events, throttle
 from project.asgi import application
 from tests.conftest import PASSWORD, LiveServer, bearer
 
@@ -191,9 +191,19 @@ async def test_a_success_gives_the_account_its_attempt_back(make_user, authapi_s
         for i in range(4):  # successes never use the account's allowance up
             async with _asgi_client(f"192.0.2.{40 + i}") as http:
                 assert (await _guess(http, user.username, "", PASSWORD)).status_code == 200
-        async with _asgi_client("192.0.2.50") as http:
-            assert (await _guess(http, user.username, "")).status_code == 401
-            assert (await _guess(http, user.username, "", PASSWORD)).status_code == 429
+        seen: list[dict] = []
+
+        def note(sender, **fields):
+            seen.append(fields)
+
+        events.login_throttled.connect(note)
+        try:
+            async with _asgi_client("192.0.2.50") as http:
+                assert (await _guess(http, user.username, "")).status_code == 401
+                assert (await _guess(http, user.username, "", PASSWORD)).status_code == 429
+        finally:
+            events.login_throttled.disconnect(note)
+        assert [(e["limit"], e["ip"]) for e in seen] == [("account", "192.0.2.50")]
 
 
 async def test_the_account_allowance_zero_is_off(make_user, authapi_settings):
