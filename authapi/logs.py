@@ -119,6 +119,11 @@ def one_line(text: str) -> str:
 _JSON_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029]")
 
 
+def _json_escaped(text: str) -> str:
+    """JSON text with the characters ``ensure_ascii=False`` leaves raw escaped too."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def _clean(value: Any) -> Any:
     return redact(value) if isinstance(value, str) else value
 
@@ -158,7 +163,7 @@ class _Formatter(logging.Formatter):
 def _logfmt(value: Any) -> str:
     text = str(value)
     if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-        return json.dumps(text, ensure_ascii=False)
+        return _json_escaped(json.dumps(text, ensure_ascii=False))
     return text
 
 
@@ -209,7 +214,7 @@ class JsonFormatter(_Formatter):
         if extra:
             entry["exception"] = extra
         text = json.dumps(entry, ensure_ascii=False, default=lambda v: redact(str(v)))
-        return _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+        return _json_escaped(text)
 
 
 def _access_log_disabled() -> bool:
