@@ -15,6 +15,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.test import override_settings
 
 from authapi import sessions, tokens
@@ -67,10 +68,16 @@ class _HeldClock:
         caller = sys._getframe(2).f_code  # tokens.now() <- the caller
         if caller is _REFRESH_CODE and not self.held:
             self.held += 1
-            thread = threading.Thread(target=self.during)
+            thread = threading.Thread(target=self._run)
             thread.start()
             thread.join(timeout=10)  # the loop waits here, between the read and the write
         return time.time()
+
+    def _run(self) -> None:
+        try:
+            self.during()
+        finally:
+            connections.close_all()  # this thread's own, which nothing else would close
 
 
 _REFRESH_CODE = sessions.refresh.__code__
@@ -109,3 +116,32 @@ async def test_a_session_catches_up_only_with_what_it_wrote(client, make_user):
     assert (await _me(client, pair["access"]))["username"] == "newest"
     assert await store.catch_up_profile(uid, sid, newest, users.profile_json(user))
     assert (await _me(client, pair["access"]))["email"] == "a@example.com"
+
+
+def _rename_users_table(old: str, new: str) -> None:
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    finally:
+        connection.close()
+
+
+async def test_a_database_failing_after_the_rotation_does_not_lose_the_new_pair(client, make_user):
+    """The re-read comes after the session moved to the new pair: failing the refresh then
+    would leave the client with a spent token, and its retry would look like reuse."""
+    user = await make_user()
+    pair = await login(client, user)
+    table = get_user_model()._meta.db_table
+    clock = _HeldClock(lambda: _rename_users_table(table, f"{table}_away"))
+    original, tokens.clock = tokens.clock, clock
+    try:
+        turned = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+    finally:
+        tokens.clock = original
+        await asyncio.to_thread(_rename_users_table, f"{table}_away", table)
+    assert clock.held == 1
+    assert turned.status_code == 200, turned.text
+    again = await client.post("/api/auth/refresh", json={"refresh": turned.json()["refresh"]})
+    assert again.status_code == 200, again.text
