@@ -44,6 +44,8 @@ class AuthSettings:
     leeway: int = 0
     login_rate: tuple[int, int] | None = (5, 60)
     login_rate_per_ip: tuple[int, int] | None = (60, 60)
+    login_rate_per_user: tuple[int, int] | None = (30, 3600)
+    ipv6_prefix: int = 64  # an IPv6 client is throttled by its /64 network
     trusted_proxies: tuple[Network, ...] = ()
     session_max_age: int = 2592000
     max_sessions: int = 100
@@ -133,6 +135,13 @@ def _rate(name: str, value: Any, default: tuple[int, int]) -> tuple[int, int] | 
     return (count, multiplier * _PERIODS[unit])
 
 
+def _prefix(value: Any) -> int:
+    prefix = _int("IPV6_PREFIX", value, 64, 1)
+    if prefix > 128:
+        raise ImproperlyConfigured(f"AUTHAPI_IPV6_PREFIX must be at most 128, not {prefix}.")
+    return prefix
+
+
 def _networks(value: Any) -> tuple[Network, ...]:
     networks = []
     for item in _list(value):
@@ -165,6 +174,10 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         leeway=_int("LEEWAY", raw.get("LEEWAY"), 0, 0),
         login_rate=_rate("LOGIN_RATE", raw.get("LOGIN_RATE"), (5, 60)),
         login_rate_per_ip=_rate("LOGIN_RATE_PER_IP", raw.get("LOGIN_RATE_PER_IP"), (60, 60)),
+        login_rate_per_user=_rate(
+            "LOGIN_RATE_PER_USER", raw.get("LOGIN_RATE_PER_USER"), (30, 3600)
+        ),
+        ipv6_prefix=_prefix(raw.get("IPV6_PREFIX")),
         trusted_proxies=_networks(raw.get("TRUSTED_PROXIES")),
         session_max_age=_int("SESSION_MAX_AGE", raw.get("SESSION_MAX_AGE"), 2592000, 1),
         max_sessions=_int("MAX_SESSIONS_PER_USER", raw.get("MAX_SESSIONS_PER_USER"), 100, 1),
