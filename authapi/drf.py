@@ -19,8 +19,10 @@ once. Refusals answer as simplejwt's do: 401 ``{"detail", "code": "token_not_val
 ``request.auth`` is a ``ValidatedToken``: the ``authapi.auth.AccessContext`` (``user_id``,
 ``sid``, ``jti``, ``claims``) that also reads as simplejwt's ``AccessToken`` does
 (``request.auth["user_id"]``, ``.get()``, ``in``, ``.payload``, ``.token``, ``str()``).
-``tokens_for_user(user)`` opens a session without a password, where simplejwt code called
-``RefreshToken.for_user(user)``. Only this module imports DRF; ``import authapi`` never does.
+``tokens_for_user(user)``, ``logout(refresh)`` and ``logout_all(user)`` stand for
+simplejwt's token classes used directly: ``RefreshToken.for_user(user)``,
+``RefreshToken(refresh).blacklist()`` and blacklisting each of a user's
+``OutstandingToken``. Only this module imports DRF; ``import authapi`` never does.
 
 DRF views are sync. Under ASGI they run in a thread of asgiref's, from which
 ``async_to_sync`` runs the check on the server's event loop and its pooled connections.
@@ -45,7 +47,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from authapi import sessions
+from authapi import sessions, users
 from authapi.auth import AccessContext, check_access
 from authapi.errors import DatabaseUnavailable, StoreUnavailable, TokenInvalid
 
@@ -55,6 +57,8 @@ __all__ = [
     "ServiceUnavailable",
     "TokenUser",
     "ValidatedToken",
+    "logout",
+    "logout_all",
     "tokens_for_user",
 ]
 
@@ -147,7 +151,7 @@ def tokens_for_user(user: Any, request: Request | HttpRequest | None = None) -> 
     """
     if not getattr(user, "is_active", True):
         raise ValueError("tokens_for_user: the user is inactive")
-    http = request._request if isinstance(request, Request) else request
+    http = _http(request)
     _, pair = _run(http, lambda: sessions.start(user, http or HttpRequest()))
     return pair
 
@@ -166,6 +170,25 @@ def _load_user(user_id: int | str) -> Any:
     if not user.is_active:
         raise _failed("User is inactive", "user_inactive")
     return user
+
+
+def _http(request: Request | HttpRequest | None) -> HttpRequest | None:
+    return request._request if isinstance(request, Request) else request
+
+
+def logout(refresh: str, request: Request | HttpRequest | None = None) -> None:
+    """End the session ``refresh`` belongs to, its access tokens refused at once: where
+    simplejwt code called ``RefreshToken(refresh).blacklist()``. ``TokenInvalid`` for a
+    token that is not a live refresh token; Redis down ``StoreUnavailable``."""
+    http = _http(request)
+    _run(http, lambda: sessions.logout(http or HttpRequest(), refresh, None))
+
+
+def logout_all(user: Any, request: Request | HttpRequest | None = None) -> int:
+    """End every session of ``user``: where simplejwt code blacklisted each of the user's
+    ``OutstandingToken``. The number of sessions ended."""
+    http = _http(request)
+    return _run(http, lambda: sessions.revoke_all(http, users.user_id_of(user), "logout_all"))
 
 
 class JWTAuthentication(BaseAuthentication):

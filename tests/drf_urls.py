@@ -17,7 +17,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authapi.auth import AccessContext
-from authapi.drf import JWTAuthentication, JWTStatelessAuthentication, tokens_for_user
+from authapi.drf import (
+    JWTAuthentication,
+    JWTStatelessAuthentication,
+    logout,
+    logout_all,
+    tokens_for_user,
+)
 from tests.drf_settings import SIMPLEJWT
 from tests.urls import handler400, handler403, handler404, handler500
 from tests.urls import urlpatterns as test_patterns
@@ -128,6 +134,22 @@ class IssueTokens(APIView):
         return Response(tokens_for_user(user, request))
 
 
+class Logout(APIView):
+    """A custom logout view of simplejwt days: ``RefreshToken(refresh).blacklist()``."""
+
+    def post(self, request: Request) -> Response:
+        data: Any = request.data
+        logout(str(data["refresh"]), request)
+        return Response(status=204)
+
+
+class LogoutAll(APIView):
+    """Blacklisting each of the user's ``OutstandingToken``, in simplejwt days."""
+
+    def post(self, request: Request) -> Response:
+        return Response({"ended": logout_all(request.user, request)})
+
+
 drf_patterns: list[URLPattern | URLResolver] = [
     path("drf/me", DefaultMe.as_view()),
     path("drf/user", Me.as_view()),
@@ -135,6 +157,8 @@ drf_patterns: list[URLPattern | URLResolver] = [
     path("drf/stateless/username", StatelessUsername.as_view()),
     path("drf/token", TokenReads.as_view()),
     path("drf/issue", IssueTokens.as_view()),
+    path("drf/logout", Logout.as_view()),
+    path("drf/logout-all", LogoutAll.as_view()),
     path("drf/stateless/token", StatelessTokenReads.as_view()),
 ]
 

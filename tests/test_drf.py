@@ -377,6 +377,45 @@ def test_tokens_for_user_under_wsgi_and_without_a_request(wsgi_client, redis):
         tokens_for_user(user)
 
 
+async def test_logout_and_logout_all_in_views(client, make_user):
+    """simplejwt's ``RefreshToken(refresh).blacklist()`` and a loop over the user's
+    ``OutstandingToken``, as DRF views under ASGI: the access tokens die with them."""
+    user, other = await make_user(), await make_user()
+    first, second, third = [await login(client, user) for _ in range(3)]
+    theirs = await login(client, other)
+    out = await client.post(
+        "/drf/logout", json={"refresh": first["refresh"]}, headers=bearer(second["access"])
+    )
+    assert out.status_code == 204, out.text
+    _assert_token_not_valid(
+        await client.get("/drf/me", headers=bearer(first["access"])), "Token has been revoked"
+    )
+    everywhere = await client.post("/drf/logout-all", headers=bearer(second["access"]))
+    assert everywhere.json() == {"ended": 2}
+    for pair in (second, third):
+        _assert_token_not_valid(await client.get("/drf/me", headers=bearer(pair["access"])))
+    assert (await client.get("/drf/me", headers=bearer(theirs["access"]))).status_code == 200
+
+
+def test_logout_and_logout_all_from_sync_code(wsgi_client):
+    from authapi.drf import logout, logout_all, tokens_for_user
+    from authapi.errors import TokenInvalid
+
+    user, headers = _session("logout-sync")
+    pair = tokens_for_user(user)
+    with pytest.raises(TokenInvalid, match="wrong type"):
+        logout(pair["access"])
+    logout(pair["refresh"])
+    with pytest.raises(TokenInvalid, match="revoked"):
+        logout(pair["refresh"])
+    refused = wsgi_client.get("/drf/me", headers={"Authorization": f"Bearer {pair['access']}"})
+    _assert_token_not_valid(refused, "Token has been revoked")
+    assert wsgi_client.get("/drf/me", headers=headers).status_code == 200
+    assert logout_all(user) == 1
+    _assert_token_not_valid(wsgi_client.get("/drf/me", headers=headers))
+    assert logout_all(user) == 0
+
+
 # --- a live uvicorn -------------------------------------------------------------------
 
 
