@@ -349,3 +349,65 @@ async def test_bodies_we_refuse_before_checking_a_password(bare, client, body, s
     assert theirs.status_code == simplejwt_status
     assert ours.status_code == 400
     assert {"detail", "code"} <= set(ours.json())
+
+
+async def test_a_client_that_keeps_its_first_refresh_token_is_logged_out(
+    bare, client, make_user, monkeypatch
+):
+    """simplejwt's default (ROTATE_REFRESH_TOKENS off) answers a refresh with an access
+    token alone: its clients send the same refresh token each time. Ours always rotate,
+    and a spent refresh token sent again is reuse: the whole session ends."""
+    from rest_framework_simplejwt import serializers
+
+    # simplejwt's modules keep the api_settings of their import: override_settings
+    # (which rebinds the name in rest_framework_simplejwt.settings) misses them.
+    for name in ("ROTATE_REFRESH_TOKENS", "BLACKLIST_AFTER_ROTATION"):
+        monkeypatch.setattr(serializers.api_settings, name, False)  # simplejwt's defaults
+    side = await _side(bare, make_user, SIMPLEJWT)
+    answers = [await side.post("refresh/", {"refresh": side.pair["refresh"]}) for _ in "ab"]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert set(answers[0].json()) == {"access"}
+
+    ours = await _side(client, make_user, OURS)
+    first = await ours.post("refresh/", {"refresh": ours.pair["refresh"]})
+    assert first.status_code == 200 and set(first.json()) >= {"access", "refresh"}
+    again = await ours.post("refresh/", {"refresh": ours.pair["refresh"]})
+    assert again.status_code == 401 and again.json()["code"] == "token_not_valid"
+    successor = first.json()
+    assert (await client.get("/drf/me", headers=bearer(successor["access"]))).status_code == 401
+    spent = await ours.post("refresh/", {"refresh": successor["refresh"]})
+    assert spent.status_code == 401
+
+
+async def test_tokens_simplejwt_issued_are_refused_after_the_switch(bare, client, make_user):
+    """No sid, no kid, not our key: clients log in once more."""
+    theirs = await _side(bare, make_user, SIMPLEJWT)
+    me = await bare.get("/drf/me", headers=bearer(theirs.pair["access"]))
+    assert me.status_code == 401 and me.json()["code"] == "token_not_valid"
+    for path, body in [
+        ("refresh/", {"refresh": theirs.pair["refresh"]}),
+        ("verify/", {"token": theirs.pair["access"]}),
+    ]:
+        answer = await client.post(OURS + path, json=body)
+        assert answer.status_code == 401 and answer.json()["code"] == "token_not_valid"
+
+
+def test_the_guide_names_only_what_exists():
+    """Every ``authapi.drf.X`` and ``authapi.X`` README's migration guide names is there, and
+    the blacklist step is the command ``manage.py authapi`` has."""
+    import re
+
+    import authapi
+    from authapi import drf
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    guide = readme[readme.index("## Migrating from simplejwt") :]
+    guide = guide[: guide.index("\n## ")]
+    named = set(re.findall(r"authapi\.drf\.(\w+)", guide))
+    assert {"tokens_for_user", "logout", "logout_all", "ValidatedToken"} <= named
+    assert named <= set(drf.__all__), named - set(drf.__all__)
+    top = set(re.findall(r"authapi\.(\w+)", guide)) - {"drf", "events", "urls", "serve"}
+    assert top <= set(authapi.__all__), top - set(authapi.__all__)
+    assert "python manage.py authapi drop-simplejwt-tables" in guide
+    assert "migrate token_blacklist zero`:" in guide  # named only to say why not
