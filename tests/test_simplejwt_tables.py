@@ -90,15 +90,19 @@ execute_from_command_line(["manage.py", *sys.argv[1:]])
 """
 
 
-@pytest.fixture
-def database_url(tmp_path) -> str:
+def _new_database(folder) -> str:
     """A new, empty database of the suite's kind."""
+    name = f"simplejwt_{next(_names)}"
     server = conftest.pg_server
     if server is None:
-        return f"sqlite:///{tmp_path / 'project.sqlite3'}"
-    name = f"simplejwt_{next(_names)}"
+        return f"sqlite:///{folder / name}.sqlite3"
     server.create_database(name)
     return f"postgres://postgres@127.0.0.1:{server.port}/{name}"
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return _new_database(tmp_path)
 
 
 def _run(url: str, settings: str, *args: str, path: str = "") -> subprocess.CompletedProcess[str]:
@@ -261,3 +265,28 @@ def test_refused_while_a_migration_of_the_project_depends_on_simplejwts(database
         refused.stderr
     )
     assert _inspect(database_url) == before and before["tables"] == TABLES
+
+
+def test_another_database(database_url, tmp_path):
+    """``--database other``: that one's tables go; the default database is not touched."""
+    issued = _issue(database_url)
+    default = _new_database(tmp_path)
+    _issue(default)
+    (tmp_path / "two_settings.py").write_text(
+        "import os\nimport dj_database_url\n"
+        "from tests.drf_settings import *  # noqa: F403\n"
+        "DATABASES = {**DATABASES, 'other': dj_database_url.parse(os.environ['OTHER_URL'])}"
+        "  # noqa: F405\n"
+    )
+    os.environ["OTHER_URL"] = database_url
+    try:
+        done = _run(
+            default, "two_settings", "manage.py", "authapi", "drop-simplejwt-tables",
+            "--database", "other", path=str(tmp_path),
+        )  # fmt: skip
+    finally:
+        del os.environ["OTHER_URL"]
+    assert f"({issued['outstanding']} row(s))" in _ok(done)
+    _assert_gone(database_url, users=2)
+    untouched = _inspect(default)
+    assert untouched["tables"] == TABLES and len(untouched["records"]) == 12
