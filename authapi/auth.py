@@ -44,6 +44,20 @@ class AccessContext:
     def jti(self) -> str:
         return self.claims.jti
 
+    # Read like simplejwt's token (``request.auth["user_id"]``): the verified claims.
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.claims.payload
+
+    def __getitem__(self, claim: str) -> Any:
+        return self.claims.payload[claim]
+
+    def __contains__(self, claim: object) -> bool:
+        return claim in self.claims.payload
+
+    def get(self, claim: str, default: Any = None) -> Any:
+        return self.claims.payload.get(claim, default)
+
     async def auser(self) -> Any:
         """The user the token names (one database query, cached); TokenInvalid if gone."""
         if self._user is None:

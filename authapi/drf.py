@@ -16,8 +16,13 @@ once. Refusals answer as simplejwt's do: 401 ``{"detail", "code": "token_not_val
   with no query (simplejwt's ``JWTStatelessUserAuthentication``); reading an attribute it
   does not have (``username``, ``is_staff``, ``has_perm``...) loads the database user once.
 
-``request.auth`` is the ``authapi.auth.AccessContext`` (``user_id``, ``sid``, ``jti``,
-``claims``). Only this module imports DRF; ``import authapi`` never does.
+``request.auth`` is a ``ValidatedToken``: the ``authapi.auth.AccessContext`` (``user_id``,
+``sid``, ``jti``, ``claims``) that also reads as simplejwt's ``AccessToken`` does
+(``request.auth["user_id"]``, ``.get()``, ``in``, ``.payload``, ``.token``, ``str()``).
+``tokens_for_user(user)``, ``logout(refresh)`` and ``logout_all(user)`` stand for
+simplejwt's token classes used directly: ``RefreshToken.for_user(user)``,
+``RefreshToken(refresh).blacklist()`` and blacklisting each of a user's
+``OutstandingToken``. Only this module imports DRF; ``import authapi`` never does.
 
 DRF views are sync. Under ASGI they run in a thread of asgiref's, from which
 ``async_to_sync`` runs the check on the server's event loop and its pooled connections.
@@ -37,10 +42,12 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError
+from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from authapi import sessions, users
 from authapi.auth import AccessContext, check_access
 from authapi.errors import DatabaseUnavailable, StoreUnavailable, TokenInvalid
 
@@ -49,6 +56,10 @@ __all__ = [
     "JWTStatelessAuthentication",
     "ServiceUnavailable",
     "TokenUser",
+    "ValidatedToken",
+    "logout",
+    "logout_all",
+    "tokens_for_user",
 ]
 
 T = TypeVar("T")
@@ -95,10 +106,54 @@ class _LoopThread:
 _wsgi_loop = _LoopThread()
 
 
+def _run(request: HttpRequest | None, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Under ASGI on the server's loop (its pooled connections), else on our loop thread."""
+    if isinstance(request, ASGIRequest):
+
+        async def main() -> T:
+            return await make()
+
+        return async_to_sync(main)()
+    return _wsgi_loop.run(make)
+
+
 def _check(request: Request, token: str) -> AccessContext:
-    if isinstance(request._request, ASGIRequest):
-        return async_to_sync(check_access)(token)
-    return _wsgi_loop.run(lambda: check_access(token))
+    return _run(request._request, lambda: check_access(token))
+
+
+class ValidatedToken(AccessContext):
+    """``request.auth``: an ``AccessContext`` that reads as simplejwt's ``AccessToken``.
+
+    ``token["user_id"]``, ``token.get(...)``, ``"claim" in token`` and ``token.payload``
+    read the verified claims (an integer primary key stays an integer: simplejwt 5.5 wrote
+    ``"42"``); ``token.token`` is the raw token (bytes, as simplejwt keeps it) and
+    ``str(token)`` the token itself, to pass on to another service.
+    """
+
+    __slots__ = ("token",)
+    token_type = "access"
+
+    def __init__(self, access: AccessContext, token: str) -> None:
+        super().__init__(access.claims, access.profile, access.profile_json)
+        self.token = token.encode("ascii")  # decoded, so the compact form: ASCII only
+
+    def __str__(self) -> str:
+        return self.token.decode("ascii")
+
+
+def tokens_for_user(user: Any, request: Request | HttpRequest | None = None) -> dict[str, Any]:
+    """A new session for ``user`` and its first pair, as login answers it (``access``,
+    ``refresh``, ``token_type``, ``expires_in``, ``refresh_expires_in``): where simplejwt
+    code called ``RefreshToken.for_user(user)`` (a sign-up view, a test). No password is
+    checked: the caller vouches for the user. ``request`` (when there is one) gives the
+    session its IP and User-Agent. An inactive user gets ``ValueError``; Redis down
+    ``StoreUnavailable``.
+    """
+    if not getattr(user, "is_active", True):
+        raise ValueError("tokens_for_user: the user is inactive")
+    http = _http(request)
+    _, pair = _run(http, lambda: sessions.start(user, http or HttpRequest()))
+    return pair
 
 
 def _load_user(user_id: int | str) -> Any:
@@ -117,13 +172,32 @@ def _load_user(user_id: int | str) -> Any:
     return user
 
 
+def _http(request: Request | HttpRequest | None) -> HttpRequest | None:
+    return request._request if isinstance(request, Request) else request
+
+
+def logout(refresh: str, request: Request | HttpRequest | None = None) -> None:
+    """End the session ``refresh`` belongs to, its access tokens refused at once: where
+    simplejwt code called ``RefreshToken(refresh).blacklist()``. ``TokenInvalid`` for a
+    token that is not a live refresh token; Redis down ``StoreUnavailable``."""
+    http = _http(request)
+    _run(http, lambda: sessions.logout(http or HttpRequest(), refresh, None))
+
+
+def logout_all(user: Any, request: Request | HttpRequest | None = None) -> int:
+    """End every session of ``user``: where simplejwt code blacklisted each of the user's
+    ``OutstandingToken``. The number of sessions ended."""
+    http = _http(request)
+    return _run(http, lambda: sessions.revoke_all(http, users.user_id_of(user), "logout_all"))
+
+
 class JWTAuthentication(BaseAuthentication):
     """``Authorization: Bearer <access token>``, checked against revocation; loads the user."""
 
     www_authenticate_realm = "api"
     header_types: tuple[str, ...] = ("Bearer",)  # simplejwt's AUTH_HEADER_TYPES
 
-    def authenticate(self, request: Request) -> tuple[Any, AccessContext] | None:
+    def authenticate(self, request: Request) -> tuple[Any, ValidatedToken] | None:
         token = self.get_raw_token(request)
         if token is None:
             return None  # not ours: another class may try, else DRF's 401 not_authenticated
@@ -157,10 +231,10 @@ class JWTAuthentication(BaseAuthentication):
             )
         return words[1]
 
-    def get_validated_token(self, request: Request, token: str) -> AccessContext:
+    def get_validated_token(self, request: Request, token: str) -> ValidatedToken:
         """Signature, claims and revocation: 401 token_not_valid, or 503 without Redis."""
         try:
-            return _check(request, token)
+            return ValidatedToken(_check(request, token), token)
         except TokenInvalid as exc:
             message = {"token_class": "AccessToken", "token_type": "access", "message": exc.message}
             raise _failed(
@@ -183,8 +257,10 @@ class JWTStatelessAuthentication(JWTAuthentication):
 class TokenUser:
     """The user a verified token names, from its claims; the database user on demand.
 
-    ``id``, ``pk``, ``is_authenticated`` and ``claims`` cost nothing; any other attribute
-    is read from the database user, loaded once (one query) on first use.
+    ``id``, ``pk``, ``is_authenticated``, ``claims`` and ``token`` (the ``ValidatedToken``,
+    as simplejwt's ``TokenUser.token``) cost nothing; any other attribute is read from the
+    database user, loaded once (one query) on first use. simplejwt's ``TokenUser`` read
+    those from the token's claims instead (``""``/``False``/``None`` when absent).
     """
 
     __slots__ = ("access", "_user")
@@ -207,6 +283,10 @@ class TokenUser:
     @property
     def claims(self) -> dict[str, Any]:
         return dict(self.access.claims.payload)
+
+    @property
+    def token(self) -> AccessContext:
+        return self.access
 
     @property
     def user(self) -> Any:

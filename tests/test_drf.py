@@ -321,6 +321,101 @@ def test_under_wsgi_redis_down_is_a_503(redis, wsgi_client):
     assert wsgi_client.get("/drf/stateless", headers=headers).status_code == 200
 
 
+# --- tokens_for_user: simplejwt's RefreshToken.for_user ---------------------------------
+
+
+async def _usable(client, pair: dict) -> None:
+    """The pair is a session's: the access token passes, the refresh token rotates."""
+    assert (await client.get("/drf/me", headers=bearer(pair["access"]))).status_code == 200
+    rotated = await client.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+    assert rotated.status_code == 200, rotated.text
+
+
+async def test_tokens_for_user_in_a_view_opens_a_session(client, user):
+    headers = {"User-Agent": "signup-view/1"}
+    response = await client.post("/drf/issue", json={"username": user.username}, headers=headers)
+    assert response.status_code == 200, response.text
+    pair = response.json()
+    assert set(pair) == {"access", "refresh", "token_type", "expires_in", "refresh_expires_in"}
+    assert _claims(pair["access"])["user_id"] == user.pk
+    listed = await client.get("/api/auth/sessions", headers=bearer(pair["access"]))
+    [session] = listed.json()
+    assert session["id"] == _claims(pair["access"])["sid"]
+    assert (session["user_agent"], session["ip"]) == ("signup-view/1", "127.0.0.1")
+    await _usable(client, pair)
+
+
+def test_tokens_for_user_under_wsgi_and_without_a_request(wsgi_client, redis):
+    """A WSGI view, and plain sync code (a test's setUp, a shell): no event loop there."""
+    from django.contrib.auth import get_user_model
+
+    from authapi.drf import tokens_for_user
+    from authapi.errors import StoreUnavailable
+
+    model = get_user_model()
+    user = model.objects.create_user(f"issue-{os.getpid()}", password=PASSWORD)
+    answer = wsgi_client.post("/drf/issue", {"username": user.username})
+    assert answer.status_code == 200, answer.content
+    pairs = [answer.json(), tokens_for_user(user)]
+    assert len({_claims(pair["access"])["sid"] for pair in pairs}) == 2
+    for pair in pairs:
+        headers = {"Authorization": f"Bearer {pair['access']}"}
+        assert wsgi_client.get("/drf/me", headers=headers).json()["user_id"] == user.pk
+    rotated = wsgi_client.post(
+        "/api/auth/refresh", {"refresh": pairs[1]["refresh"]}, content_type="application/json"
+    )
+    assert rotated.status_code == 200, rotated.content
+    redis.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            tokens_for_user(user)
+    finally:
+        redis.start()
+    user.is_active = False
+    user.save()
+    with pytest.raises(ValueError, match="inactive"):
+        tokens_for_user(user)
+
+
+async def test_logout_and_logout_all_in_views(client, make_user):
+    """simplejwt's ``RefreshToken(refresh).blacklist()`` and a loop over the user's
+    ``OutstandingToken``, as DRF views under ASGI: the access tokens die with them."""
+    user, other = await make_user(), await make_user()
+    first, second, third = [await login(client, user) for _ in range(3)]
+    theirs = await login(client, other)
+    out = await client.post(
+        "/drf/logout", json={"refresh": first["refresh"]}, headers=bearer(second["access"])
+    )
+    assert out.status_code == 204, out.text
+    _assert_token_not_valid(
+        await client.get("/drf/me", headers=bearer(first["access"])), "Token has been revoked"
+    )
+    everywhere = await client.post("/drf/logout-all", headers=bearer(second["access"]))
+    assert everywhere.json() == {"ended": 2}
+    for pair in (second, third):
+        _assert_token_not_valid(await client.get("/drf/me", headers=bearer(pair["access"])))
+    assert (await client.get("/drf/me", headers=bearer(theirs["access"]))).status_code == 200
+
+
+def test_logout_and_logout_all_from_sync_code(wsgi_client):
+    from authapi.drf import logout, logout_all, tokens_for_user
+    from authapi.errors import TokenInvalid
+
+    user, headers = _session("logout-sync")
+    pair = tokens_for_user(user)
+    with pytest.raises(TokenInvalid, match="wrong type"):
+        logout(pair["access"])
+    logout(pair["refresh"])
+    with pytest.raises(TokenInvalid, match="revoked"):
+        logout(pair["refresh"])
+    refused = wsgi_client.get("/drf/me", headers={"Authorization": f"Bearer {pair['access']}"})
+    _assert_token_not_valid(refused, "Token has been revoked")
+    assert wsgi_client.get("/drf/me", headers=headers).status_code == 200
+    assert logout_all(user) == 1
+    _assert_token_not_valid(wsgi_client.get("/drf/me", headers=headers))
+    assert logout_all(user) == 0
+
+
 # --- a live uvicorn -------------------------------------------------------------------
 
 

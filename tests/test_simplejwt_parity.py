@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 pytest.importorskip(
@@ -25,7 +26,7 @@ pytest.importorskip(
 )
 
 from tests import drf_settings  # noqa: E402
-from tests.conftest import PASSWORD  # noqa: E402
+from tests.conftest import PASSWORD, bearer, login  # noqa: E402
 
 SIMPLEJWT, OURS = "/simplejwt/token/", "/api/token/"
 TOKENS = {"access", "refresh"}
@@ -77,6 +78,10 @@ async def _side(client, make_user, prefix: str) -> Side:
     side = Side(client, prefix, user.username, inactive.username, {})
     side.pair = await side.login()
     return side
+
+
+def _claims(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
 
 
 Case = Callable[[Side], Awaitable[httpx.Response]]
@@ -257,6 +262,61 @@ async def test_drf_authentication_answers_as_simplejwts(bare, client, make_user,
     assert ours.headers["WWW-Authenticate"].startswith(theirs.headers["WWW-Authenticate"])
 
 
+# --- request.auth: what views written for simplejwt read ---------------------------------
+
+# The values that name the token or the user: equal in kind, not in value.
+_OWN_VALUES = {"user_id", "get", "user.token[user_id]", "jti", "exp", "payload"}
+
+
+@pytest.mark.parametrize(
+    ("theirs_path", "ours_path"),
+    [("/simplejwt/token", "/drf/token"), ("/simplejwt/stateless/token", "/drf/stateless/token")],
+    ids=["JWTAuthentication", "stateless"],
+)
+async def test_request_auth_reads_as_simplejwts_access_token(
+    bare, client, make_user, theirs_path, ours_path
+):
+    """``request.auth["user_id"]``, ``.get()``, ``in``, ``.payload``, ``.token``, ``str()``
+    and ``request.user.token``: one view's code under simplejwt's class and under ours."""
+    theirs_side = await _side(bare, make_user, SIMPLEJWT)
+    ours_side = await _side(client, make_user, OURS)
+    theirs = await bare.get(theirs_path, headers=bearer(theirs_side.pair["access"]))
+    ours = await bare.get(ours_path, headers=bearer(ours_side.pair["access"]))
+    assert theirs.status_code == ours.status_code == 200, (theirs.text, ours.text)
+    expected, got = theirs.json(), ours.json()
+    assert set(got) == set(expected), (expected, got)
+    for key, value in expected.items():
+        if key not in _OWN_VALUES:
+            assert got[key] == value, (key, expected, got)
+    their_claims, our_claims = (
+        _claims(theirs_side.pair["access"]),
+        _claims(ours_side.pair["access"]),
+    )
+    assert expected["payload"] == their_claims and got["payload"] == our_claims
+    assert set(their_claims) <= set(our_claims)  # ours adds sid (and iss, aud when set)
+    assert (got["jti"], got["exp"]) == (our_claims["jti"], our_claims["exp"])
+    # The one difference in value: simplejwt 5.5 writes the primary key as a string.
+    assert isinstance(expected["user_id"], str) and isinstance(got["user_id"], int)
+    for key in ("user_id", "get", "user.token[user_id]"):
+        if key in got:
+            assert got[key] == our_claims["user_id"] and expected[key] == their_claims["user_id"]
+
+
+async def test_the_ninja_access_context_reads_the_same(client, user):
+    """``authapi.auth.AccessContext`` (Ninja's ``request.auth``) reads claims alike."""
+    from authapi.auth import check_access
+
+    pair = await login(client, user)
+    access = await check_access(pair["access"])
+    assert access["user_id"] == access.user_id == user.pk
+    assert access.get("sid") == access.sid and access.get("nope", 3) == 3
+    assert "jti" in access and "nope" not in access
+    assert access.payload == _claims(pair["access"])
+    with pytest.raises(KeyError):
+        access["nope"]
+    assert bool(access)  # Ninja takes a falsy result of an auth class for a refusal
+
+
 # --- differences kept on purpose ---------------------------------------------------------
 
 
@@ -289,3 +349,66 @@ async def test_bodies_we_refuse_before_checking_a_password(bare, client, body, s
     assert theirs.status_code == simplejwt_status
     assert ours.status_code == 400
     assert {"detail", "code"} <= set(ours.json())
+
+
+async def test_a_client_that_keeps_its_first_refresh_token_is_logged_out(
+    bare, client, make_user, monkeypatch
+):
+    """simplejwt's default (ROTATE_REFRESH_TOKENS off) answers a refresh with an access
+    token alone: its clients send the same refresh token each time. Ours always rotate,
+    and a spent refresh token sent again is reuse: the whole session ends."""
+    from rest_framework_simplejwt import serializers
+
+    # simplejwt's modules keep the api_settings of their import: override_settings
+    # (which rebinds the name in rest_framework_simplejwt.settings) misses them.
+    their_settings = vars(serializers)["api_settings"]
+    for name in ("ROTATE_REFRESH_TOKENS", "BLACKLIST_AFTER_ROTATION"):
+        monkeypatch.setattr(their_settings, name, False)  # simplejwt's defaults
+    side = await _side(bare, make_user, SIMPLEJWT)
+    answers = [await side.post("refresh/", {"refresh": side.pair["refresh"]}) for _ in "ab"]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert set(answers[0].json()) == {"access"}
+
+    ours = await _side(client, make_user, OURS)
+    first = await ours.post("refresh/", {"refresh": ours.pair["refresh"]})
+    assert first.status_code == 200 and set(first.json()) >= {"access", "refresh"}
+    again = await ours.post("refresh/", {"refresh": ours.pair["refresh"]})
+    assert again.status_code == 401 and again.json()["code"] == "token_not_valid"
+    successor = first.json()
+    assert (await client.get("/drf/me", headers=bearer(successor["access"]))).status_code == 401
+    spent = await ours.post("refresh/", {"refresh": successor["refresh"]})
+    assert spent.status_code == 401
+
+
+async def test_tokens_simplejwt_issued_are_refused_after_the_switch(bare, client, make_user):
+    """No sid, no kid, not our key: clients log in once more."""
+    theirs = await _side(bare, make_user, SIMPLEJWT)
+    me = await bare.get("/drf/me", headers=bearer(theirs.pair["access"]))
+    assert me.status_code == 401 and me.json()["code"] == "token_not_valid"
+    for path, body in [
+        ("refresh/", {"refresh": theirs.pair["refresh"]}),
+        ("verify/", {"token": theirs.pair["access"]}),
+    ]:
+        answer = await client.post(OURS + path, json=body)
+        assert answer.status_code == 401 and answer.json()["code"] == "token_not_valid"
+
+
+def test_the_guide_names_only_what_exists():
+    """Every ``authapi.drf.X`` and ``authapi.X`` README's migration guide names is there, and
+    the blacklist step is the command ``manage.py authapi`` has."""
+    import re
+
+    import authapi
+    from authapi import drf
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    guide = readme[readme.index("## Migrating from simplejwt") :]
+    guide = guide[: guide.index("\n## ")]
+    named = set(re.findall(r"authapi\.drf\.(\w+)", guide))
+    assert {"tokens_for_user", "logout", "logout_all", "ValidatedToken"} <= named
+    assert named <= set(drf.__all__), named - set(drf.__all__)
+    top = set(re.findall(r"authapi\.(\w+)", guide)) - {"drf", "events", "urls", "serve"}
+    assert top <= set(authapi.__all__), top - set(authapi.__all__)
+    assert "python manage.py authapi drop-simplejwt-tables" in guide
+    assert "migrate token_blacklist zero`:" in guide  # named only to say why not

@@ -1,4 +1,5 @@
-"""``manage.py authapi``: generate keys, list and revoke a user's sessions."""
+"""``manage.py authapi``: generate keys, list and revoke a user's sessions, drop simplejwt's
+blacklist tables."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 
 from authapi import conf, events, keys, store, throttle, users
 from authapi.signals import revoke_user_sync
+
+#: rest_framework_simplejwt.token_blacklist: its label, and its tables, the one that
+#: points at the other first.
+SIMPLEJWT_APP = "token_blacklist"
+SIMPLEJWT_TABLES = ("token_blacklist_blacklistedtoken", "token_blacklist_outstandingtoken")
 
 
 class Command(BaseCommand):
     help = (
         "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session=SID | --all), "
-        "reference, unlock USERNAME."
+        "reference, unlock USERNAME, drop-simplejwt-tables."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -39,9 +49,18 @@ class Command(BaseCommand):
             "unlock", help="Lift the lock that failed logins put on an account's password logins."
         )
         unlock.add_argument("username")
+        drop = sub.add_parser(
+            "drop-simplejwt-tables",
+            help=(
+                "Drop simplejwt's token_blacklist tables with their tokens, in one transaction, "
+                "and mark its migrations unapplied: what `migrate token_blacklist zero` cannot "
+                "do once the tables hold tokens. With the app installed or already removed."
+            ),
+        )
+        drop.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        getattr(self, f"_{action}")(**options)
+        getattr(self, "_" + action.replace("-", "_"))(**options)
 
     def _genkey(self, algorithm: str, out: str | None, force: bool, **_: Any) -> None:
         from django.conf import settings
@@ -134,3 +153,57 @@ class Command(BaseCommand):
             self.stdout.write(f"Unlocked {username}: its password logins are accepted again.\n")
         else:
             self.stdout.write(f"{username} was not locked; its failed logins are forgotten.\n")
+
+    def _drop_simplejwt_tables(self, database: str, **_: Any) -> None:
+        """Why not ``migrate token_blacklist zero``: unapplying 0007 makes ``user`` NOT NULL
+        again (a token whose user was deleted has none), and 0005 adds back the old UUID
+        ``jti`` column, NOT NULL with no default, to every row: IntegrityError on any table
+        that holds a token, after the later migrations were already unapplied one by one.
+        Tables dropped, the rows go with them; migration records deleted, ``migrate`` sees
+        the app unapplied (and makes the tables again if the app is still installed)."""
+        connection = connections[database]
+        self._refuse_dependents(connection)
+        tables = set(connection.introspection.table_names())
+        present = [table for table in SIMPLEJWT_TABLES if table in tables]
+        recorder = MigrationRecorder(connection)
+        with transaction.atomic(using=database):
+            rows = {}
+            with connection.cursor() as cursor:
+                for table in present:
+                    name = connection.ops.quote_name(table)
+                    cursor.execute(f"SELECT COUNT(*) FROM {name}")  # our names, quoted
+                    rows[table] = cursor.fetchone()[0]
+                    cursor.execute(f"DROP TABLE {name}")
+            records = 0
+            if recorder.has_table():
+                records, _ = recorder.migration_qs.filter(app=SIMPLEJWT_APP).delete()
+        if not present and not records:
+            self.stdout.write("No simplejwt blacklist tables or migrations: nothing to drop.\n")
+            return
+        for table in present:
+            self.stdout.write(f"Dropped {table} ({rows[table]} row(s)).\n")
+        self.stdout.write(f"Marked {records} {SIMPLEJWT_APP} migration(s) unapplied.\n")
+        if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+            self.stdout.write(
+                'Now remove "rest_framework_simplejwt.token_blacklist" from INSTALLED_APPS: '
+                "while it is there, `migrate` makes its tables again.\n"
+            )
+
+    def _refuse_dependents(self, connection: Any) -> None:
+        """Applied migrations of other apps that need the blacklist's: dropping its tables
+        under them would leave the history inconsistent. None in a usual project."""
+        if not apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+            return  # its migrations are not loaded: nothing can depend on them and load
+        loader = MigrationLoader(connection)
+        needing = sorted(
+            f"{app}.{name}"
+            for (app, name), migration in loader.disk_migrations.items()
+            if app != SIMPLEJWT_APP
+            and (app, name) in loader.applied_migrations
+            and any(dep[0] == SIMPLEJWT_APP for dep in migration.dependencies)
+        )
+        if needing:
+            raise CommandError(
+                f"These applied migrations depend on {SIMPLEJWT_APP}'s: {', '.join(needing)}. "
+                "Unapply them first (`manage.py migrate <app> <migration before>`)."
+            )
