@@ -113,8 +113,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 def _database(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
-    logger.error("database error: %s", type(exc).__name__)
-    return DatabaseUnavailable().response()
+    error = DatabaseUnavailable()
+    error.__cause__ = exc  # logged once per outage (authapi.outages)
+    return error.response()
 
 
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

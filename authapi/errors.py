@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 from django.http import JsonResponse
 
+from authapi import outages
+
 
 class AuthApiError(Exception):
     status: ClassVar[int] = 400
@@ -125,6 +127,17 @@ class StoreUnavailable(AuthApiError):
     detail = "The token store is unavailable. Try again shortly."
     headers = {"Retry-After": "5"}
 
+    def response(self) -> JsonResponse:
+        response = super().response()
+        # Its cause is logged once per outage (authapi.outages): Django's log_response
+        # would add "Service Unavailable: <path>" for every request of it.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
+
 
 class DatabaseUnavailable(StoreUnavailable):
     detail = "The user database is unavailable. Try again shortly."
+
+    def response(self) -> JsonResponse:
+        outages.failed("database", outages.database(), self.__cause__)
+        return super().response()

@@ -38,7 +38,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import conf, embedded, metrics, redis_url
+from authapi import conf, embedded, metrics, outages, redis_url
 from authapi.errors import StoreUnavailable
 from authapi.lua import (
     ATTEMPT,
@@ -187,6 +187,23 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
 
 @metrics.timed_store
 async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
+    try:
+        result = await _attempt(operation)
+    except StoreUnavailable as exc:  # its cause is logged once per outage, not per request
+        url = _configured or _url
+        if _configured:
+            where = f"REDIS_URL {outages.redact(_configured)}"
+        elif url:
+            where = f"the embedded valkey-server at {outages.redact(url)}"
+        else:
+            where = "the embedded valkey-server (not started)"
+        outages.failed("store", where, exc.__cause__, url)
+        raise
+    outages.answered("store")
+    return result
+
+
+async def _attempt(operation: Callable[[Store], Awaitable[T]]) -> T:
     store = await _get()
     try:
         return await operation(store)

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from authapi import conf, keys, metrics, store
+from authapi import conf, keys, metrics, outages, store
 from authapi.auth import bearer_token
 from authapi.errors import NotAuthenticated, NotFound, TokenInvalid
 
@@ -34,9 +34,11 @@ def _database_answers() -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return True
-    except DatabaseError:
+    except DatabaseError as exc:
+        outages.failed("database", outages.database(), exc)
         return False
+    outages.answered("database")
+    return True
 
 
 async def health(request: HttpRequest) -> JsonResponse:
@@ -54,6 +56,7 @@ async def health(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(body, status=200 if ok else 503)
     if not ok:
         response["Retry-After"] = "5"
+        response._has_been_logged = True  # type: ignore[attr-defined]  # see authapi.outages
     return response
 
 
