@@ -17,7 +17,14 @@ from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from authapi import cookies, schemas, sessions, store, tokens, views
-from authapi.auth import AccessContext, JWTBearer, bearer_token, check_access, jwt_bearer
+from authapi.auth import (
+    AccessContext,
+    JWTBearer,
+    bearer_token,
+    check_access,
+    jwt_bearer,
+    scheme_hint,
+)
 from authapi.errors import (
     AuthApiError,
     CsrfFailed,
@@ -54,7 +61,7 @@ api = NinjaAPI(
     openapi_url="/api/openapi.json",
 )
 
-ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
+ERRORS: dict[int, Any] = {400: Error, 413: Error, 415: Error, 422: Error, 503: Error}
 AUTH_ERRORS: dict[int, Any] = {401: Error, 403: Error, 503: Error}
 jwt_profile = JWTBearer(profile=True)  # /me: the user's public fields in the same command
 _SID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch, never "$": it allows a final "\n"
@@ -92,7 +99,7 @@ def _our_error(request: HttpRequest, exc: AuthApiError) -> HttpResponse:
 
 
 def _not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return NotAuthenticated().response()
+    return NotAuthenticated(scheme_hint(request)).response()  # "JWT <t>": say Bearer
 
 
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:

@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from authapi import conf, keys, metrics, outages, store
-from authapi.auth import bearer_token
+from authapi.auth import bearer_token, scheme_hint
 from authapi.errors import NotAuthenticated, NotFound, TokenInvalid
 
 
@@ -74,7 +74,7 @@ async def prometheus(request: HttpRequest) -> HttpResponse:
         return NotFound().response()
     sent = bearer_token(request)
     if not sent:
-        return NotAuthenticated().response()
+        return NotAuthenticated(scheme_hint(request)).response()
     # Digests first: equal lengths, so the comparison time tells nothing about the token.
     if not hmac.compare_digest(_digest(sent), _digest(expected)):
         return TokenInvalid("The metrics token is not valid.").response()
@@ -83,3 +83,9 @@ async def prometheus(request: HttpRequest) -> HttpResponse:
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+async def trailing_slash(request: HttpRequest, **kwargs: object) -> JsonResponse:
+    """``/api/auth/login/``: a 404 that names the path without the slash."""
+    without = request.path.rstrip("/")
+    return NotFound(f"No such path. Did you mean {without} (no trailing slash)?").response()
