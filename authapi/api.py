@@ -58,6 +58,7 @@ api = NinjaAPI(
     urls_namespace="authapi",
     # Mounted at the site root (authapi.urls), so /health and the JWKS are in the document.
     docs_url="/api/docs",
+    docs=views.SwaggerUI(),  # serves its own assets: no /static/ needed under uvicorn
     openapi_url="/api/openapi.json",
 )
 

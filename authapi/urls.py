@@ -20,4 +20,6 @@ urlpatterns = [
     path("", api.urls),  # /api/..., /health, /.well-known/jwks.json
     path("metrics", views.prometheus, name="metrics"),
     re_path(_WITH_SLASH, views.trailing_slash),
+    # the docs UI's script and CSS, beside /api/docs: no STATIC_URL needed (views.SwaggerUI)
+    path("api/docs/assets/<str:name>", views.docs_asset, name="authapi-docs-asset"),
 ]

@@ -23,10 +23,21 @@ async def test_docs_page_loads_only_local_assets(client):
     assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
     assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
     for asset in assets:
-        assert asset.startswith("/static/"), f"{asset} is not served by us"
+        # beside the page, served by the app itself: no STATIC_URL needed under uvicorn
+        assert asset.startswith("/api/docs/assets/"), f"{asset} is not served by us"
         fetched = await client.get(asset)
         assert fetched.status_code == 200, asset
         assert fetched.content, asset
+
+
+async def test_only_the_docs_files_are_served_as_docs_assets(client):
+    for name in ("swagger-ui.css", "swagger-ui-bundle.js", "favicon.png"):
+        response = await client.get(f"/api/docs/assets/{name}")
+        assert response.status_code == 200 and response.content, name
+    assert "css" in (await client.get("/api/docs/assets/swagger-ui.css")).headers["Content-Type"]
+    for name in ("redoc.standalone.js", "..%2F..%2F__init__.py", "swagger-ui.css.map", "x"):
+        response = await client.get(f"/api/docs/assets/{name}")
+        assert response.status_code == 404 and response.json()["code"] == "not_found", name
 
 
 async def test_static_files_are_served_with_debug_off(client):

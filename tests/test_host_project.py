@@ -5,6 +5,7 @@ middleware, no silenced checks, no authapi ASGI wrapper."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -103,6 +104,13 @@ async def test_three_lines_in_a_startproject_project(host):
         assert alias.status_code == 200
         for path in ("/health", "/api/docs", "/api/openapi.json"):
             assert (await http.get(path)).status_code == 200, path
+        # the docs UI is not a blank page: its script and CSS answer, with no /static/ served
+        page = (await http.get("/api/docs")).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+        for asset in assets:
+            fetched = await http.get(asset)
+            assert fetched.status_code == 200 and fetched.content, asset
 
 
 def test_a_dead_store_is_logged_once_without_its_password(tmp_path: Path):
