@@ -16,6 +16,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,11 @@ def _text(name: str, value: Any, default: str | None = None) -> str | None:
 def _whole(name: str, value: Any, default: int, minimum: int, unit: str) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
-    if isinstance(value, bool) or isinstance(value, float):
+    if unit and isinstance(value, timedelta):  # simplejwt's SIMPLE_JWT spelling
+        value = value.total_seconds()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool | float):
         raise ImproperlyConfigured(f"AUTHAPI_{name} must be a whole number{unit}.")
     try:
         number = int(value)

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 from ninja.openapi.docs import Swagger
 
 from authapi import conf, keys, metrics, outages, store
@@ -147,6 +147,7 @@ class SwaggerUI(Swagger):
         return HttpResponse(page, content_type="text/html; charset=utf-8")
 
 
+@require_safe
 async def docs_asset(request: HttpRequest, name: str) -> HttpResponse:
     """One file of the docs UI (a fixed list: no path ever reaches the file system)."""
     content_type = DOCS_ASSETS.get(name)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import fields
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,7 @@ def test_every_variable_readme_documents_is_known():
 # --- values -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["lots", "1.5", True, 2.0])
+@pytest.mark.parametrize("value", ["lots", "1.5", True, 2.5, [1]])
 def test_a_count_that_is_no_whole_number_does_not_say_seconds(value):
     with pytest.raises(ImproperlyConfigured) as caught:
         conf.from_mapping({"MAX_SESSIONS_PER_USER": value})
@@ -103,6 +104,13 @@ def test_a_count_that_is_no_whole_number_does_not_say_seconds(value):
 def test_a_count_below_its_minimum_names_both():
     with pytest.raises(ImproperlyConfigured, match="at least 1, not 0"):
         conf.from_mapping({"MAX_SESSIONS_PER_USER": "0"})
+
+
+def test_lifetimes_take_whole_seconds_or_a_timedelta():
+    cfg = conf.from_mapping({"ACCESS_TOKEN_LIFETIME": timedelta(minutes=5), "LEEWAY": 2.0})
+    assert (cfg.access_lifetime, cfg.leeway) == (300, 2)
+    with pytest.raises(ImproperlyConfigured, match="whole number of seconds"):
+        conf.from_mapping({"ACCESS_TOKEN_LIFETIME": timedelta(milliseconds=1500)})
 
 
 def test_a_lifetime_still_says_seconds():

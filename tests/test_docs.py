@@ -38,6 +38,8 @@ async def test_only_the_docs_files_are_served_as_docs_assets(client):
     for name in ("redoc.standalone.js", "..%2F..%2F__init__.py", "swagger-ui.css.map", "x"):
         response = await client.get(f"/api/docs/assets/{name}")
         assert response.status_code == 404 and response.json()["code"] == "not_found", name
+    posted = await client.post("/api/docs/assets/swagger-ui.css")
+    assert posted.status_code == 405 and posted.json()["code"] == "method_not_allowed"
 
 
 async def test_static_files_are_served_with_debug_off(client):
