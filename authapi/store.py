@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.asyncio.retry import Retry
@@ -173,8 +174,11 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
     global _url
     if setting not in {"REDIS_URL", "AUTHAPI"} or _url is None:
         return
-    if conf.redis_url() == _configured:
-        return
+    try:
+        if conf.redis_url() == _configured:
+            return
+    except ImproperlyConfigured:
+        pass  # a bad URL now: forget the old one; the next request answers 503 and logs why
     _url = None
     old = list(_stores.items())
     _stores.clear()

@@ -6,6 +6,7 @@ environment (as Starlette's ``tests/test_config.py``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -177,7 +178,14 @@ def test_log_settings_are_validated_like_the_rest():
 # --- where the project's settings come in -----------------------------------------------------
 
 
-def test_redis_url_and_data_dir_fall_back_to_the_project_settings(tmp_path):
+async def _closed_old_clients() -> None:
+    """A new REDIS_URL closes this loop's clients (store._forget): let that finish here."""
+    from authapi import store
+
+    await asyncio.gather(*(asyncio.wrap_future(f) for f in list(store._closing)))
+
+
+async def test_redis_url_and_data_dir_fall_back_to_the_project_settings(tmp_path):
     with override_settings(AUTHAPI={}, REDIS_URL="redis://fallback:6379/0", DATA_DIR=tmp_path):
         assert conf.redis_url() == "redis://fallback:6379/0"
         assert conf.data_dir() == tmp_path
@@ -185,13 +193,15 @@ def test_redis_url_and_data_dir_fall_back_to_the_project_settings(tmp_path):
     with override_settings(AUTHAPI=own, REDIS_URL="redis://fallback:6379/0"):
         assert conf.redis_url() == "redis://own:6379/0"
         assert conf.data_dir() == tmp_path / "own"
+    await _closed_old_clients()
 
 
-def test_a_bad_fallback_store_url_is_refused():
+async def test_a_bad_fallback_store_url_is_refused():
     with override_settings(REDIS_URL="localhost:6379"):
         with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
             conf.redis_url()
         assert [e.id for e in checks.settings_check()] == ["authapi.E001"]
+    await _closed_old_clients()
 
 
 def test_check_and_start_up_refuse_a_misspelt_key():
