@@ -220,9 +220,17 @@ class SessionsAdminMixin(_ModelAdmin):
             messages.SUCCESS,
         )
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions: dict[str, Any] = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 says where the actions show (the list or, new there, the change form) and
+        # deprecates overrides without the parameter; 5.2 never passes it.
+        parent: Any = super().get_actions
+        if action_location is None:
+            actions: dict[str, Any] = parent(request)
+        else:
+            actions = parent(request, action_location=action_location)
         if self.actions is None or IS_POPUP_VAR in request.GET:
+            return actions
+        if action_location is not None and action_location.name != "CHANGE_LIST":
             return actions
         if self.has_change_permission(request):
             actions.setdefault("log_out_everywhere", self.get_action("log_out_everywhere"))

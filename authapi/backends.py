@@ -2,7 +2,8 @@
 
 Put it in ``AUTHENTICATION_BACKENDS`` and every door that calls Django's
 ``authenticate()`` (the admin's login form, DRF's basic auth, a door added later) shares
-the API's allowance of attempts per (client IP, username) and per client IP.
+the API's allowances of attempts per (client network, username), per client network and
+per account (:mod:`authapi.throttle`): a locked account is locked at every door.
 """
 
 from __future__ import annotations

@@ -141,6 +141,13 @@ def _rate(name: str, value: Any, default: tuple[int, int]) -> tuple[int, int] | 
     return (number, multiplier * _PERIODS[unit])
 
 
+def _prefix(name: str, value: Any, default: int) -> int:
+    prefix = _whole(name, value, default, 1, "")
+    if prefix > 128:
+        raise ImproperlyConfigured(f"AUTHAPI_{name} must be at most 128, not {prefix}.")
+    return prefix
+
+
 def _networks(name: str, value: Any, default: Any = ()) -> tuple[Network, ...]:
     networks = []
     for item in _items(value):
@@ -211,6 +218,9 @@ class AuthSettings:
     leeway: int = setting("LEEWAY", seconds(0), 0)
     login_rate: tuple[int, int] | None = setting("LOGIN_RATE", _rate, (5, 60))
     login_rate_per_ip: tuple[int, int] | None = setting("LOGIN_RATE_PER_IP", _rate, (60, 60))
+    login_rate_per_user: tuple[int, int] | None = setting("LOGIN_RATE_PER_USER", _rate, (30, 3600))
+    # an IPv6 client is throttled by its /64 network
+    ipv6_prefix: int = setting("IPV6_PREFIX", _prefix, 64)
     trusted_proxies: tuple[Network, ...] = setting("TRUSTED_PROXIES", _networks, ())
     session_max_age: int = setting("SESSION_MAX_AGE", seconds(1), 2592000)
     max_sessions: int = setting("MAX_SESSIONS_PER_USER", count(1), 100)

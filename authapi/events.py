@@ -3,7 +3,8 @@ and a count in ``authapi.metrics``.
 
 Fields are the event name, user id, session id, client IP and user agent; never a token,
 a password or a key. Receivers get the same fields as keyword arguments (plus ``request``).
-``login_throttled`` (429, nothing checked) and ``refresh_failed`` (``reason``: ``invalid``
+``login_throttled`` (429, nothing checked; ``limit`` names the allowance used up:
+``pair``, ``network`` or ``account``) and ``refresh_failed`` (``reason``: ``invalid``
 for an expired or malformed token, ``revoked``, ``user_inactive``) are sent by the code
 that refuses; ``token_refreshed`` with ``replayed=True`` is a tolerated replay.
 """

@@ -15,7 +15,13 @@ the app, so give uvicorn the same configuration as a file::
 
 Redaction, in every message, exception and field: anything shaped like a JWT (three
 base64url segments), ``Bearer``/``Basic`` credentials, ``password=...``-like pairs, and the
-values of token-, password- and key-like query-string parameters (``?access_token=...``).
+values of token-, password- and key-like query-string parameters (``?access_token=...``);
+a JWT is also found percent-encoded (``%2E`` for its dots, or encoded twice over).
+
+One event, one line, in both formats: every character ``str.splitlines()`` or a log viewer
+takes for a break (CR, LF, VT, FF, U+001C-U+001E, U+0085, U+2028, U+2029), and the other
+control characters, is written as an escape (``\\x85``, ``\\u2028``), wherever it came
+from; a text traceback follows its record on indented lines.
 """
 
 from __future__ import annotations
@@ -61,12 +67,60 @@ def redact_query(query: str) -> str:
     return "&".join(parts)
 
 
+# A run of URL characters long enough to hold a JWT, maybe percent-encoded
+# ("eyJ...%2EeyJ...%2Esig"). One character class, no nesting: linear on any input.
+_URL_RUN = re.compile(r"[A-Za-z0-9_.~+%-]{20,}")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _decoded_jwt(match: re.Match[str]) -> str:
+    """A run as it is, unless percent-decoding it (up to three times over) shows a JWT."""
+    run = decoded = match[0]
+    for _ in range(3):
+        if not _ESCAPE.search(decoded):
+            break
+        decoded = unquote_plus(decoded)
+        if _JWT.search(decoded):
+            return _JWT.sub(REDACTED, decoded)
+    return run
+
+
 def redact(text: str) -> str:
-    """``text`` with JWTs, Bearer credentials, secret pairs and query secrets replaced."""
+    """``text`` with JWTs, Bearer credentials, secret pairs and query secrets replaced;
+    JWTs are looked for in percent-decoded paths and query strings too."""
     text = _JWT.sub(REDACTED, text)
+    text = _URL_RUN.sub(_decoded_jwt, text)
     text = _SCHEME.sub(rf"\g<1>{REDACTED}", text)
     text = _QUERY.sub(lambda m: "?" + redact_query(m[1]), text)
     return _PAIR.sub(rf"\g<1>{REDACTED}", text)
+
+
+# What str.splitlines() or a log viewer may take for a line break (CR, LF, VT, FF,
+# U+001C-U+001E, NEL U+0085, U+2028, U+2029), with the other C0/C1 controls (a terminal's
+# escape sequences): each written as a visible escape, so one record stays one line.
+_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\v": "\\v", "\f": "\\f"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return _NAMED.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break and control character written as an escape."""
+    return _BREAKS.sub(_escape, text)
+
+
+# JSON escapes C0 controls itself; with ensure_ascii=False it leaves these raw.
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def _json_escaped(text: str) -> str:
+    """JSON text with the characters ``ensure_ascii=False`` leaves raw escaped too."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def _clean(value: Any) -> Any:
@@ -108,7 +162,7 @@ class _Formatter(logging.Formatter):
 def _logfmt(value: Any) -> str:
     text = str(value)
     if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-        return json.dumps(text, ensure_ascii=False)
+        return _json_escaped(json.dumps(text, ensure_ascii=False))
     return text
 
 
@@ -131,10 +185,13 @@ class TextFormatter(_Formatter):
         else:
             message = record.getMessage()
         # One record, one line: a client's text (a path, a user agent) cannot forge another.
-        message = redact(message).replace("\r", "\\r").replace("\n", "\\n")
+        message = one_line(redact(message))
         line = f"{self.formatTime(record)} {record.levelname} {record.name} {message}"
         extra = self._extra_text(record)
-        return f"{line}\n{extra}" if extra else line
+        if not extra:
+            return line
+        # A traceback follows, indented: only a record's own line starts at the margin.
+        return "\n".join([line, *("  " + one_line(part) for part in extra.split("\n"))])
 
 
 class JsonFormatter(_Formatter):
@@ -155,7 +212,8 @@ class JsonFormatter(_Formatter):
         extra = self._extra_text(record)
         if extra:
             entry["exception"] = extra
-        return json.dumps(entry, ensure_ascii=False, default=lambda v: redact(str(v)))
+        text = json.dumps(entry, ensure_ascii=False, default=lambda v: redact(str(v)))
+        return _json_escaped(text)
 
 
 def _access_log_disabled() -> bool:

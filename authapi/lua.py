@@ -128,35 +128,41 @@ end
 return out
 """
 
-# Reserve one login attempt on both allowances, or say how long to wait (ms) if either is
-# used up. KEYS: the (IP, username) counter and the IP counter, under one hash tag.
+# Reserve one login attempt on all three allowances, or say how long to wait (ms) and
+# which allowance is used up. KEYS: the (network, username) counter, the network's and
+# the username's (the account's, across networks), all under one hash tag. A limit of 0
+# is off.
 ATTEMPT = """
-local pair, per_ip = KEYS[1], KEYS[2]
-local pair_limit, pair_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ip_limit, ip_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-local function wait(key, limit, period)
-  if limit <= 0 then return 0 end
-  if tonumber(redis.call('GET', key) or '0') < limit then return 0 end
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then redis.call('PEXPIRE', key, period); ttl = period end
-  return ttl
+local pair, per_net, per_user = KEYS[1], KEYS[2], KEYS[3]
+local limits = {
+  {pair, tonumber(ARGV[1]), tonumber(ARGV[2]), 'pair'},
+  {per_net, tonumber(ARGV[3]), tonumber(ARGV[4]), 'network'},
+  {per_user, tonumber(ARGV[5]), tonumber(ARGV[6]), 'account'},
+}
+local ms, which = 0, ''
+for _, l in ipairs(limits) do
+  local key, limit, period = l[1], l[2], l[3]
+  if limit > 0 and tonumber(redis.call('GET', key) or '0') >= limit then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then redis.call('PEXPIRE', key, period); ttl = period end
+    if ttl > ms then ms, which = ttl, l[4] end
+  end
 end
-local ms = math.max(wait(pair, pair_limit, pair_ms), wait(per_ip, ip_limit, ip_ms))
 -- throttled: refused and not counted
-if ms > 0 then return ms end
-local function count(key, limit, period)
-  if limit <= 0 then return end
-  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, period) end
+if ms > 0 then return {ms, which} end
+for _, l in ipairs(limits) do
+  if l[2] > 0 and redis.call('INCR', l[1]) == 1 then redis.call('PEXPIRE', l[1], l[3]) end
 end
-count(pair, pair_limit, pair_ms)
-count(per_ip, ip_limit, ip_ms)
-return 0
+return {0, ''}
 """
 
-# A successful login: the username's failures are forgotten, the IP gets its attempt back.
+# A successful login: the (network, username) failures are forgotten; the network and the
+# account get their attempt back (the account's failures from elsewhere stay counted).
 REFUND = """
 redis.call('DEL', KEYS[1])
-if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+for i = 2, 3 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
 return 0
 """
 
@@ -165,6 +171,17 @@ PROFILE = """
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = ARGV[1] .. 's:' .. sid
   if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'prof', ARGV[2]) end
+end
+return 0
+"""
+
+# The user's row moved on while this session's snapshot was being written: show what was
+# read since, unless a later change (PROFILE) already replaced the snapshot written.
+PROFILE_IF = """
+local session, written, fresh = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HGET', session, 'prof') == written then
+  redis.call('HSET', session, 'prof', fresh)
+  return 1
 end
 return 0
 """

@@ -68,8 +68,8 @@ def connect(url: str, **options: Any) -> Client:
             )
         db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
         timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-        sentinel = Sentinel(nodes, sentinel_kwargs={**timeouts, "username": username,  # type: ignore[no-untyped-call]
-                                                    "password": password})  # fmt: skip
+        sentinel_kwargs = {**timeouts, "username": username, "password": password}
+        sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)
         client: Redis = sentinel.master_for(
             unquote(path[0]),
             username=username,

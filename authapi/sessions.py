@@ -21,6 +21,7 @@ from authapi.errors import (
     DatabaseUnavailable,
     NotFound,
     RefreshReuse,
+    StoreUnavailable,
     TokenInvalid,
 )
 
@@ -79,7 +80,9 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
     A password change or deactivation saved while the password was being checked ends
     every session that existed then; the session started here may come just after, so
     the user's row is read again once the session exists, and the session is ended
-    before any token leaves if the row moved on.
+    before any token leaves if the row moved on. Any other change saved meanwhile (an
+    email) reached only the sessions that existed then: this one's snapshot, what /me
+    answers, is taken from that second read.
     """
     attempt = await throttle.reserve(request, username)
     try:
@@ -100,14 +103,24 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
     await throttle.succeeded(attempt)
     sid, pair = await start(user, request)
     uid = users.user_id_of(user)
-    if not await users.unchanged(user):
+    fresh = await users.current(user)
+    if fresh is None:
         await store.revoke_session(uid, sid)
         await events.emit(
             "login_failed", request, user_id=uid, session_id=sid, reason="account_changed"
         )
         raise AuthenticationFailed()
+    await _catch_up(uid, sid, users.profile_json(user), fresh)
     await events.emit("login_succeeded", request, user_id=uid, session_id=sid)
     return pair
+
+
+async def _catch_up(uid: int | str, sid: str, written: str, fresh: Any) -> None:
+    """Give the session the snapshot of ``fresh``, read after ``written`` was: a change
+    saved in between went only to the sessions that existed before this write."""
+    snapshot = users.profile_json(fresh)
+    if snapshot != written:
+        await store.catch_up_profile(uid, sid, written, snapshot)
 
 
 async def _session_ended(request: HttpRequest, claims: tokens.Claims, reason: str) -> None:
@@ -138,6 +151,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         raise TokenInvalid("User is inactive or deleted")
     moment = tokens.now()
     now = int(moment)
+    written = users.profile_json(user)
     rotation = await store.rotate(
         user_id=claims.user_id,
         sid=claims.sid,
@@ -150,7 +164,7 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         user_agent=user_agent(request),
         ip=client_ip(request),
         password_mark=users.password_mark(user),
-        profile=users.profile_json(user),
+        profile=written,
     )
     if rotation.outcome == "stale":
         await _session_ended(request, claims, "password_changed")
@@ -164,6 +178,14 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     if rotation.outcome != "ok" and rotation.outcome != "same":
         await _refresh_failed(request, claims, "revoked")
         raise TokenInvalid("Token has been revoked")
+    # A change saved between our read and our write reached the session before the write.
+    # The new pair exists now: an outage here must not lose it (a retry would be reuse).
+    try:
+        fresh = await users.get_user(claims.user_id)
+        if fresh is not None:
+            await _catch_up(claims.user_id, claims.sid, written, fresh)
+    except (DatabaseUnavailable, StoreUnavailable):
+        logger.warning("refresh: could not re-read the user; /me shows the row as read")
     extra = users.custom_claims(user)
     common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}
     access = tokens.encode(tokens.build("access", iat=now, exp=rotation.access_exp, **common))

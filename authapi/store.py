@@ -11,8 +11,11 @@ only ever name keys of that same tag.
   fields, JSON: what /me answers), and ``rj:<jti>`` for single access tokens revoked.
   Expires when the last token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
-* ``authapi:{t<ip hash>}:u:<username hash>``  login attempts per (client IP, username);
-  ``authapi:{t<ip hash>}:ip`` per client IP. Both expire with their window.
+* ``authapi:{throttle}:n:<network hash>:u:<username hash>``  login attempts per (client
+  network, username); ``authapi:{throttle}:n:<network hash>`` per client network;
+  ``authapi:{throttle}:u:<username hash>`` per username (the account). Each expires with
+  its window. One hash tag for all, so one script reserves on the three at once (in a
+  cluster they share a node: small counters, one command per login attempt).
 
 ``redis.exceptions.RedisError`` stops here: it becomes ``StoreUnavailable`` (503).
 """
@@ -45,6 +48,7 @@ from authapi.lua import (
     ATTEMPT,
     LIST,
     PROFILE,
+    PROFILE_IF,
     REFUND,
     REHASH,
     REVOKE_ACCESS,
@@ -72,16 +76,26 @@ def index_key(user_id: int | str) -> str:
 
 
 class Attempt(NamedTuple):
-    """The two throttle counters of a login attempt; one hash tag, so one script."""
+    """The three throttle counters of a login attempt; one hash tag, so one script."""
 
     pair: str
-    per_ip: str
+    per_ip: str  # per client network: an IPv4 address, an IPv6 /64
+    per_user: str
 
 
-def attempt_keys(ip: str, username: str) -> Attempt:
-    tag = hashlib.sha256(ip.encode()).hexdigest()[:24]
-    name = hashlib.sha256(username.casefold().encode()).hexdigest()[:24]
-    return Attempt(f"authapi:{{t{tag}}}:u:{name}", f"authapi:{{t{tag}}}:ip")
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def account_key(username: str) -> str:
+    """The counter of an account's failed logins, across every network."""
+    return f"authapi:{{throttle}}:u:{_digest(username.casefold())}"
+
+
+def attempt_keys(network: str, username: str) -> Attempt:
+    net, name = _digest(network), _digest(username.casefold())
+    per_net = f"authapi:{{throttle}}:n:{net}"
+    return Attempt(f"{per_net}:u:{name}", per_net, account_key(username))
 
 
 _RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 2, (RedisConnectionError,))
@@ -100,6 +114,7 @@ class Store:
     list: AsyncScript
     rehash: AsyncScript
     profile: AsyncScript
+    profile_if: AsyncScript
     attempt: AsyncScript
     refund: AsyncScript
 
@@ -134,6 +149,7 @@ class Store:
             list=redis.register_script(LIST),
             rehash=redis.register_script(REHASH),
             profile=redis.register_script(PROFILE),
+            profile_if=redis.register_script(PROFILE_IF),
             attempt=redis.register_script(ATTEMPT),
             refund=redis.register_script(REFUND),
         )
@@ -352,6 +368,13 @@ async def update_profile(user_id: int | str, profile: str) -> None:
     await _run(lambda s: s.profile(keys=keys, args=[user_prefix(user_id), profile]))
 
 
+async def catch_up_profile(user_id: int | str, sid: str, written: str, fresh: str) -> bool:
+    """Replace one session's snapshot ``written`` by ``fresh``, read since; False when
+    something newer is there already."""
+    keys = [session_key(user_id, sid)]
+    return bool(await _run(lambda s: s.profile_if(keys=keys, args=[written, fresh])))
+
+
 async def refresh_is_current(user_id: int | str, sid: str, jti: str) -> bool:
     """Whether ``jti`` is the live, unspent refresh token of its session."""
     key = session_key(user_id, sid)
@@ -391,19 +414,28 @@ async def list_sessions(user_id: int | str) -> list[SessionInfo]:
 
 
 async def reserve_attempt(
-    attempt: Attempt, per_pair: tuple[int, int] | None, per_ip: tuple[int, int] | None
-) -> int:
-    """Count one attempt on both allowances (``(count, seconds)``, None: off); return the
-    seconds to wait instead when either is used up (then nothing is counted)."""
-    pair_limit, pair_s = per_pair or (0, 0)
-    ip_limit, ip_s = per_ip or (0, 0)
-    args = [pair_limit, pair_s * 1000, ip_limit, ip_s * 1000]
-    ms = int(await _run(lambda s: s.attempt(keys=list(attempt), args=args)))
-    return -(-ms // 1000) if ms > 0 else 0
+    attempt: Attempt,
+    per_pair: tuple[int, int] | None,
+    per_ip: tuple[int, int] | None,
+    per_user: tuple[int, int] | None = None,
+) -> tuple[int, str]:
+    """Count one attempt on every allowance (``(count, seconds)``, None: off); when one is
+    used up count nothing and return the seconds to wait and which one it is
+    (``pair``, ``network``, ``account``); else ``(0, "")``."""
+    args: list[int] = []
+    for limit, seconds in (per_pair or (0, 0), per_ip or (0, 0), per_user or (0, 0)):
+        args += [limit, seconds * 1000]
+    ms, which = await _run(lambda s: s.attempt(keys=list(attempt), args=args))
+    return (-(-int(ms) // 1000), str(which)) if int(ms) > 0 else (0, "")
 
 
 async def refund_attempt(attempt: Attempt) -> None:
     await _run(lambda s: s.refund(keys=list(attempt)))
+
+
+async def forget_failures(key: str) -> int:
+    """Delete one throttle counter; return the count it held."""
+    return int(await _run(lambda s: s.redis.getdel(key)) or 0)
 
 
 async def ping() -> bool:

@@ -104,19 +104,13 @@ async def find(username: str) -> Any | None:
         raise DatabaseUnavailable() from exc
 
 
-async def unchanged(user: Any) -> bool:
-    """Whether ``user``'s password hash and active flag are still what the login checked."""
-    model = get_user_model()
-    fields = [f.name for f in model._meta.concrete_fields if f.name in {"password", "is_active"}]
-    try:
-        row = await model._default_manager.filter(pk=user.pk).values(*fields).afirst()
-    except DatabaseError as exc:
-        raise DatabaseUnavailable() from exc
-    return (
-        row is not None
-        and row.get("password", user.password) == user.password
-        and bool(row.get("is_active", True))
-    )
+async def current(user: Any) -> Any | None:
+    """``user``'s row as the database has it now, if its password hash and active flag are
+    still what the login checked; else None (changed, deactivated or deleted)."""
+    fresh = await get_user(user_id_of(user))
+    if fresh is None or fresh.password != user.password:
+        return None
+    return fresh if getattr(fresh, "is_active", True) else None
 
 
 PROFILE_FIELDS = ("email", "first_name", "last_name")

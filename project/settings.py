@@ -63,16 +63,17 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Browser apps on other origins (django-cors-headers): none unless listed. Credentials are
-# allowed for cookie mode (AUTHAPI_COOKIES=1); an origin allowed to call with credentials
-# is also trusted by Django's CSRF check.
+# Browser apps on other origins (django-cors-headers): none unless listed, and only on the
+# API's paths. Credentials are allowed for cookie mode (AUTHAPI_COOKIES=1, which has its
+# own CSRF check, authapi/cookies.py). The admin stays same-origin: no CORS headers there,
+# and the app's origins are not trusted by Django's CSRF check, so a script on the app's
+# pages can neither read an admin page nor post an admin form.
 CORS_ALLOWED_ORIGINS = _list("DJANGO_CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/"
 CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_HEADERS = (*default_headers, "x-csrf-token")
 CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
-CSRF_TRUSTED_ORIGINS = list(
-    dict.fromkeys(_list("DJANGO_CSRF_TRUSTED_ORIGINS") + CORS_ALLOWED_ORIGINS)
-)
+CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # DJANGO_HTTPS=1: served over HTTPS behind a TLS proxy that sets X-Forwarded-Proto.
 HTTPS = _truthy(os.environ.get("DJANGO_HTTPS"))

@@ -1,19 +1,23 @@
-# Sourced by scripts/serve and scripts/test: make .venv and install the project into it,
-# once per version of pyproject.toml. Needs only Python >= 3.11 on the PATH.
+# Sourced by scripts/serve and scripts/test: make a venv and install the locked dependencies
+# and the project (editable) into it, once per version of the lock. Needs only Python >= 3.11.
+#   source scripts/_venv.sh [VENV] [LOCK]   defaults: .venv requirements/runtime.txt
+# $PYTHON picks the interpreter for a new venv (python3 by default).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+venv="${1:-.venv}"
+lock="${2:-requirements/runtime.txt}"
 PYTHON="${PYTHON:-python3}"
-extras="${1:-}"
-spec="."
-[ -z "$extras" ] || spec=".[$extras]"
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x "$venv/bin/python" ]; then
   "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
-  "$PYTHON" -m venv .venv
+  "$PYTHON" -m venv "$venv"
 fi
-stamp=".venv/.authapi-$extras-$(cksum < pyproject.toml | cut -d' ' -f1)"
+stamp="$venv/.authapi-$(cat "$lock" pyproject.toml | cksum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
-  rm -f .venv/.authapi-"$extras"-*
+  pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
+  # Exactly the locked versions, each checked against its hash; then the project itself.
+  "${pip[@]}" install --require-hashes --no-deps -r "$lock"
+  "${pip[@]}" install --no-deps -e .
+  "$venv/bin/python" -m pip check
+  rm -f "$venv"/.authapi-*
   touch "$stamp"
 fi

@@ -63,7 +63,7 @@ async def test_preflight_and_credentialed_calls_from_an_allowed_origin(make_user
             assert "Access-Control-Allow-Origin" not in stolen.headers  # the page cannot read it
 
 
-def test_allowed_origins_are_trusted_by_csrf_too(tmp_path):
+def test_allowed_origins_get_cors_on_the_api_only_and_no_csrf_trust(tmp_path):
     import json
     import os
     import subprocess
@@ -73,13 +73,14 @@ def test_allowed_origins_are_trusted_by_csrf_too(tmp_path):
 
     script = (
         "import json, django; django.setup(); from django.conf import settings as s; "
-        "print(json.dumps([s.CORS_ALLOWED_ORIGINS, s.CSRF_TRUSTED_ORIGINS]))"
+        "print(json.dumps([s.CORS_ALLOWED_ORIGINS, s.CSRF_TRUSTED_ORIGINS, s.CORS_URLS_REGEX]))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings",
            "AUTHAPI_DATA_DIR": str(tmp_path), "DJANGO_CORS_ALLOWED_ORIGINS": APP,
            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://admin.example.com"}  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    cors, csrf = json.loads(out.stdout)
+    cors, csrf, paths = json.loads(out.stdout)
     assert cors == [APP]
-    assert csrf == ["https://admin.example.com", APP]
+    assert csrf == ["https://admin.example.com"]  # the app's origin may not post admin forms
+    assert paths == "^/api/"

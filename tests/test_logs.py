@@ -284,3 +284,141 @@ async def test_with_workers_the_log_config_flag_makes_every_line_json(tmp_path, 
     text = output.read_text()
     for secret in secrets:
         assert secret not in text
+
+
+# --- one event, one line -------------------------------------------------------------------
+
+# Every character str.splitlines() (and so many a log viewer) breaks a line at.
+BREAKS = ["\r", "\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", BREAKS, ids=[f"U+{ord(c):04X}" for c in BREAKS])
+@pytest.mark.parametrize("formatter", [logs.TextFormatter, logs.JsonFormatter])
+def test_a_line_break_of_any_kind_is_written_as_an_escape(formatter, char):
+    forged = f"curl/8{char}2026-01-01T00:00:00.000Z CRITICAL authapi.security admin_granted"
+    fields = {**SECURITY, "user_agent": forged}
+    for record in (_record(name="authapi.security", security=fields), _record("ua %s", forged)):
+        line = formatter().format(record)
+        assert len(line.splitlines()) == 1 and char not in line, repr(line)
+        if formatter is logs.JsonFormatter:
+            entry = json.loads(line)
+            assert forged in (entry["message"][3:], entry.get("user_agent"))
+        else:
+            assert re.search(r"curl/8\\(?:[rnvf]|x[0-9a-f]{2}|u[0-9a-f]{4})2026", line), line
+            quoted = re.search(r' user_agent=("(?:[^"\\]|\\.)*")', line)
+            if quoted:  # an event's field is a JSON string: it reads back as sent
+                assert json.loads(quoted[1]) == forged
+
+
+def test_a_traceback_in_text_keeps_to_indented_lines():
+    try:
+        raise ValueError("bad\n2026-01-01T00:00:00.000Z CRITICAL authapi forged\u2028x")
+    except ValueError:
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    first, *rest = logs.TextFormatter().format(record).splitlines()
+    assert re.match(TIME, first) and rest
+    assert all(line.startswith("  ") for line in rest), rest
+
+
+def _raw_login(port: int, agent: bytes, username: str) -> bytes:
+    """A login over a plain socket, the User-Agent's bytes exactly as given."""
+    body = json.dumps({"username": username, "password": "wrong"}).encode()
+    head = (
+        b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: " + agent + b"\r\n"
+        b"Content-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_a_server_writes_one_line_per_event_whatever_the_client_sends(tmp_path, fmt):
+    output = tmp_path / "server.log"
+    sent = 0
+    with _uvicorn(output, env={"AUTHAPI_LOG_FORMAT": fmt}) as base:
+        port = int(base.rsplit(":", 1)[1])
+        for i, char in enumerate(BREAKS):
+            # in a header, as bytes (a server reads header bytes as Latin-1; the UTF-8 of
+            # U+2028 arrives as three characters, one of them a C1 control)
+            raw = char.encode("latin-1") if ord(char) < 256 else char.encode()
+            status = _raw_login(port, b"agent/" + raw + b"forged", f"nobody-h{i}")
+            # the HTTP parser refuses the C0 controls (400); NEL and the rest come through
+            expected = b"400" if char < " " else b"401"
+            assert status.startswith(b"HTTP/1.1 " + expected), (char, status)
+            sent += expected == b"401"
+            # in a body
+            status = _raw_login(port, b"agent/body", f"nobody{char}forged-b{i}")
+            assert status.startswith(b"HTTP/1.1 401"), status
+            sent += 1
+    text = output.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert text.count("\n") == len(lines)  # no break but LF, and LF only between records
+    if fmt == "json":
+        entries = [json.loads(line) for line in lines]
+        failed = [e for e in entries if e.get("event") == "login_failed"]
+        assert "agent/\x85forged" in {e["user_agent"] for e in failed}
+        assert "\\u0085forged" in text
+    else:
+        assert all(re.match(rf"{TIME} [A-Z]+ ", line) for line in lines), lines
+        failed = [line for line in lines if " login_failed " in line]
+        assert any("agent/\\u0085forged" in line for line in failed), failed
+    assert len(failed) == sent
+    for char in BREAKS:
+        assert char not in text.replace("\n", ""), f"U+{ord(char):04X} written raw"
+
+
+# --- redaction after decoding --------------------------------------------------------------
+
+
+def _encoded(token: str, dots: str = "%2E") -> str:
+    return token.replace(".", dots)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"GET /api/auth/me?x={_encoded(JWT)} HTTP/1.1",
+        f"GET /api/auth/me?x={_encoded(JWT, '%2e')}&page=2",
+        f"/x/{_encoded(JWT)}/y",
+        f"/cb?next=%2Fme%3Ft%3D{_encoded(JWT, '%252E')}",  # encoded twice
+        "/p?x=" + "".join(f"%{ord(c):02X}" for c in JWT),  # every character encoded
+    ],
+)
+def test_redact_finds_a_percent_encoded_jwt(text):
+    redacted = logs.redact(text)
+    assert REDACTED_JWT.search(redacted) is None and "[redacted]" in redacted, redacted
+    for part in JWT.split("."):
+        assert part not in redacted
+
+
+REDACTED_JWT = re.compile(r"eyJhbGci|c2lnbmF0dXJl")
+
+
+def test_redact_leaves_ordinary_encoded_text_as_it_was():
+    for text in ("/search?q=caf%C3%A9%20au%20lait&page=2", "/files/a%2Fb%2Fc.txt", "%" * 50):
+        assert logs.redact(text) == text
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_a_percent_encoded_token_never_reaches_a_server_log(tmp_path, fmt, user):
+    output = tmp_path / "server.log"
+    with _uvicorn(output, env={"AUTHAPI_LOG_FORMAT": fmt}) as base:
+        async with httpx.AsyncClient(base_url=base) as c:
+            access = (await login(c, user))["access"]
+            for target in (
+                f"/api/auth/me?x={_encoded(access)}",
+                f"/api/auth/me?x={_encoded(access, '%2e')}&y=1",
+                f"/nowhere/{_encoded(access)}/x",
+                f"/nowhere/{_encoded(access, '%252E')}",
+            ):
+                assert (await c.get(target)).status_code in (401, 404)
+    text = output.read_text()
+    assert text.count("[redacted]") >= 4
+    for part in access.split("."):
+        assert part not in text

@@ -11,14 +11,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from authapi import conf, events, keys, store, users
+from authapi import conf, events, keys, store, throttle, users
 from authapi.signals import revoke_user_sync
 
 
 class Command(BaseCommand):
     help = (
         "authapi tools: genkey, sessions USERNAME, revoke USERNAME (--session=SID | --all), "
-        "reference."
+        "reference, unlock USERNAME."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -35,6 +35,10 @@ class Command(BaseCommand):
         which.add_argument("--session", metavar="SID", help="--session=SID: ids may start with -")
         which.add_argument("--all", action="store_true")
         sub.add_parser("reference", help="Print the HTTP reference (docs/http.md) in Markdown.")
+        unlock = sub.add_parser(
+            "unlock", help="Lift the lock that failed logins put on an account's password logins."
+        )
+        unlock.add_argument("username")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"_{action}")(**options)
@@ -123,3 +127,10 @@ class Command(BaseCommand):
             raise CommandError(f"{username} has no live session {session!r}.")
         events.emit_sync("session_revoked", user_id=uid, session_id=session, reason="operator")
         self.stdout.write(f"Revoked session {session} of {username}.\n")
+
+    def _unlock(self, username: str, **_: Any) -> None:
+        # Failed logins are counted for any name, existing or not: no user lookup here.
+        if store.run_sync(lambda: throttle.unlock(username)):
+            self.stdout.write(f"Unlocked {username}: its password logins are accepted again.\n")
+        else:
+            self.stdout.write(f"{username} was not locked; its failed logins are forgotten.\n")
