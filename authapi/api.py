@@ -17,7 +17,14 @@ from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from authapi import cookies, schemas, sessions, store, tokens, views
-from authapi.auth import AccessContext, JWTBearer, bearer_token, check_access, jwt_bearer
+from authapi.auth import (
+    AccessContext,
+    JWTBearer,
+    bearer_token,
+    check_access,
+    jwt_bearer,
+    scheme_hint,
+)
 from authapi.errors import (
     AuthApiError,
     CsrfFailed,
@@ -51,10 +58,11 @@ api = NinjaAPI(
     urls_namespace="authapi",
     # Mounted at the site root (authapi.urls), so /health and the JWKS are in the document.
     docs_url="/api/docs",
+    docs=views.SwaggerUI(),  # serves its own assets: no /static/ needed under uvicorn
     openapi_url="/api/openapi.json",
 )
 
-ERRORS: dict[int, Any] = {400: Error, 413: Error, 422: Error, 503: Error}
+ERRORS: dict[int, Any] = {400: Error, 413: Error, 415: Error, 422: Error, 503: Error}
 AUTH_ERRORS: dict[int, Any] = {401: Error, 403: Error, 503: Error}
 jwt_profile = JWTBearer(profile=True)  # /me: the user's public fields in the same command
 _SID = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch, never "$": it allows a final "\n"
@@ -92,7 +100,7 @@ def _our_error(request: HttpRequest, exc: AuthApiError) -> HttpResponse:
 
 
 def _not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return NotAuthenticated().response()
+    return NotAuthenticated(scheme_hint(request)).response()  # "JWT <t>": say Bearer
 
 
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
@@ -113,8 +121,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 def _database(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
-    logger.error("database error: %s", type(exc).__name__)
-    return DatabaseUnavailable().response()
+    error = DatabaseUnavailable()
+    error.__cause__ = exc  # logged once per outage (authapi.outages)
+    return error.response()
 
 
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -79,6 +79,26 @@ def bearer_token(request: HttpRequest) -> str | None:
     return token.strip()
 
 
+# Schemes a client may mean to carry a JWT under; any other word is not echoed (it may be
+# the token itself, sent with no scheme at all).
+_OTHER_SCHEMES = {"jwt": "JWT", "token": "Token", "basic": "Basic", "dpop": "DPoP"}
+
+
+def scheme_hint(request: HttpRequest) -> str | None:
+    """What to tell a client whose ``Authorization`` header is not ``Bearer``; None if it is
+    Bearer or absent."""
+    value = (request.headers.get("Authorization") or "").strip()
+    scheme = value.partition(" ")[0]
+    if not value or scheme.lower() == "bearer":
+        return None
+    named = _OTHER_SCHEMES.get(scheme.lower())
+    used = f"the {named} scheme" if named else "no scheme this API knows"
+    return (
+        f"The Authorization header uses {used}: send the access token as "
+        "'Authorization: Bearer <token>'."
+    )
+
+
 async def check_access(token: str, *, profile: bool = False) -> AccessContext:
     """Verify an access token and that it is not revoked; with ``profile``, the same one
     Redis command also brings the user's public fields."""

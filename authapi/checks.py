@@ -1,10 +1,17 @@
 """System checks over the configuration (``manage.py check [--deploy]``).
 
 The same faults stop uvicorn at start (``startup.validate``): checks do not run there.
+
+* ``authapi.E001`` a setting's value; ``E002`` the keys; ``E003`` custom claims;
+  ``E004`` an ``AUTHAPI`` key that names no setting (with the closest known one).
+* ``authapi.W003`` an ``AUTHAPI_*`` environment variable that names no setting.
+* ``--deploy`` only: ``W001`` a generated secret signs tokens; ``W002`` Django's own
+  logins (the admin) are not throttled.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -15,10 +22,16 @@ from authapi import conf, keys
 
 
 def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    raw = conf.raw()
+    unknown: list[checks.CheckMessage] = [
+        checks.Error(message, id="authapi.E004") for message in conf.unknown_keys(raw)
+    ]
     try:
-        cfg = conf.from_mapping(getattr(settings, "AUTHAPI", None) or {})
+        cfg = conf.from_mapping({k: v for k, v in raw.items() if k in conf.KNOWN})
     except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), id="authapi.E001")]
+        return [*unknown, checks.Error(str(exc), id="authapi.E001")]
+    if unknown:
+        return unknown
     try:
         keys.build(cfg, settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS or ()))
     except ImproperlyConfigured as exc:
@@ -36,6 +49,14 @@ def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             ]
     return []
+
+
+def environment_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A misspelt AUTHAPI_* variable would leave its setting at the default, silently."""
+    return [
+        checks.Warning(message, id="authapi.W003")
+        for message in conf.unknown_environment(os.environ)
+    ]
 
 
 def deploy_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -81,5 +102,7 @@ def backend_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
 
 def register() -> None:
     checks.register(settings_check, "authapi")
-    checks.register(backend_check, "authapi")
+    checks.register(environment_check, "authapi")
+    # Advice for production: a stock project with the three lines of README is "no issues".
+    checks.register(backend_check, "authapi", deploy=True)
     checks.register(deploy_check, "authapi", deploy=True)

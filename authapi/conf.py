@@ -3,14 +3,20 @@
 ``settings.AUTHAPI`` maps names without the ``AUTHAPI_`` prefix to values (text from the
 environment, or Python values from a settings file or ``override_settings``). Errors name
 the variable and the fault, never a secret's value.
+
+Every setting is one field of :class:`AuthSettings`, declared with :func:`setting` (its
+name and its parser): that table is the list of known names, so a misspelt key is an
+error naming the closest known one. Adding a setting is adding one field.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,68 +29,64 @@ from django.dispatch import receiver
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 ALGORITHMS = HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
+PREFIX = "AUTHAPI_"
+# Variables of the test harness (tests/conftest.py), not settings of the app.
+ENVIRONMENT_ONLY = frozenset({"TEST_DATABASE"})
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Parser = Callable[[str, Any, Any], Any]  # (name, raw value or None, default) -> value
 
 
-@dataclass(frozen=True)
-class AuthSettings:
-    """The validated configuration; build one with :func:`from_mapping`."""
-
-    algorithm: str = "HS256"
-    signing_key: str | None = field(default=None, repr=False)
-    previous_keys: tuple[str, ...] = field(default=(), repr=False)
-    access_lifetime: int = 900
-    refresh_lifetime: int = 604800
-    issuer: str | None = None
-    audience: tuple[str, ...] = ()
-    leeway: int = 0
-    login_rate: tuple[int, int] | None = (5, 60)
-    login_rate_per_ip: tuple[int, int] | None = (60, 60)
-    login_rate_per_user: tuple[int, int] | None = (30, 3600)
-    ipv6_prefix: int = 64  # an IPv6 client is throttled by its /64 network
-    trusted_proxies: tuple[Network, ...] = ()
-    session_max_age: int = 2592000
-    max_sessions: int = 100
-    reuse_interval: int = 0
-    custom_claims: str | None = None
-    jwks_max_age: int = 300
-    cookies: bool = False
-    cookie_secure: bool | None = None  # None: Secure except for plain http on loopback
-    cookie_domain: str | None = None
-    metrics_token: str | None = field(default=None, repr=False)  # None: /metrics is a 404
-
-    @property
-    def is_hmac(self) -> bool:
-        return self.algorithm in HMAC_ALGORITHMS
-
-
-def _text(name: str, value: Any) -> str | None:
+def _text(name: str, value: Any, default: str | None = None) -> str | None:
     if value is None:
-        return None
+        return default
     if not isinstance(value, str):
         raise ImproperlyConfigured(f"AUTHAPI_{name} must be text, not {type(value).__name__}.")
-    value = value.strip()
-    return value or None
+    return value.strip() or default
 
 
-def _int(name: str, value: Any, default: int, minimum: int) -> int:
+def _whole(name: str, value: Any, default: int, minimum: int, unit: str) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
-    if isinstance(value, bool):
-        raise ImproperlyConfigured(f"AUTHAPI_{name} must be a whole number of seconds.")
+    if unit and isinstance(value, timedelta):  # simplejwt's SIMPLE_JWT spelling
+        value = value.total_seconds()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool | float):
+        raise ImproperlyConfigured(f"AUTHAPI_{name} must be a whole number{unit}.")
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise ImproperlyConfigured(
-            f"AUTHAPI_{name} has value {value!r}. Not a valid whole number."
+            f"AUTHAPI_{name} has value {value!r}. Not a valid whole number{unit}."
         ) from None
     if number < minimum:
         raise ImproperlyConfigured(f"AUTHAPI_{name} must be at least {minimum}, not {number}.")
     return number
+
+
+def seconds(minimum: int) -> Parser:
+    """A parser of a whole number of seconds, at least ``minimum``."""
+    return lambda name, value, default: _whole(name, value, default, minimum, " of seconds")
+
+
+def count(minimum: int) -> Parser:
+    """A parser of a count (sessions, attempts...), at least ``minimum``."""
+    return lambda name, value, default: _whole(name, value, default, minimum, "")
 
 
 def _bool(name: str, value: Any, default: bool) -> bool:
@@ -100,13 +102,13 @@ def _bool(name: str, value: Any, default: bool) -> bool:
     raise ImproperlyConfigured(f"AUTHAPI_{name} has value {value!r}. Expected 1 or 0.")
 
 
-def _optional_bool(name: str, value: Any) -> bool | None:
+def _optional_bool(name: str, value: Any, default: Any = None) -> bool | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in {"", "auto"}):
         return None
     return _bool(name, value, False)
 
 
-def _list(value: Any) -> tuple[str, ...]:
+def _items(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -114,6 +116,10 @@ def _list(value: Any) -> tuple[str, ...]:
     else:
         items = list(value)
     return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _list(name: str, value: Any, default: Any = ()) -> tuple[str, ...]:
+    return _items(value)
 
 
 def _rate(name: str, value: Any, default: tuple[int, int]) -> tuple[int, int] | None:
@@ -129,72 +135,190 @@ def _rate(name: str, value: Any, default: tuple[int, int]) -> tuple[int, int] | 
         raise ImproperlyConfigured(
             f"AUTHAPI_{name} has value {text!r}. Expected 'N/period' such as '5/min', or 0."
         )
-    count, multiplier, unit = int(match[1]), int(match[2] or 1), match[3][0]
-    if count == 0:
+    number, multiplier, unit = int(match[1]), int(match[2] or 1), match[3][0]
+    if number == 0:
         return None
-    return (count, multiplier * _PERIODS[unit])
+    return (number, multiplier * _PERIODS[unit])
 
 
-def _prefix(value: Any) -> int:
-    prefix = _int("IPV6_PREFIX", value, 64, 1)
+def _prefix(name: str, value: Any, default: int) -> int:
+    prefix = _whole(name, value, default, 1, "")
     if prefix > 128:
-        raise ImproperlyConfigured(f"AUTHAPI_IPV6_PREFIX must be at most 128, not {prefix}.")
+        raise ImproperlyConfigured(f"AUTHAPI_{name} must be at most 128, not {prefix}.")
     return prefix
 
 
-def _networks(value: Any) -> tuple[Network, ...]:
+def _networks(name: str, value: Any, default: Any = ()) -> tuple[Network, ...]:
     networks = []
-    for item in _list(value):
+    for item in _items(value):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
             raise ImproperlyConfigured(
-                f"AUTHAPI_TRUSTED_PROXIES has {item!r}, which is not an IP address or network."
+                f"AUTHAPI_{name} has {item!r}, which is not an IP address or network."
             ) from None
     return tuple(networks)
 
 
-def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
-    """Validate a mapping of AUTHAPI names (no prefix) to values."""
-    algorithm = _text("ALGORITHM", raw.get("ALGORITHM")) or "HS256"
-    if algorithm not in ALGORITHMS:
+def choice(options: tuple[str, ...], *, case: Callable[[str], str] = str) -> Parser:
+    """A parser of one of ``options`` (compared after ``case``, e.g. ``str.upper``)."""
+
+    def parse(name: str, value: Any, default: str) -> str:
+        text = _text(name, value)
+        if text is None:
+            return default
+        if case(text) not in {case(option) for option in options}:
+            raise ImproperlyConfigured(
+                f"AUTHAPI_{name} has value {case(text)!r}. Choose one of {', '.join(options)}."
+            )
+        return next(option for option in options if case(option) == case(text))
+
+    return parse
+
+
+def _redis_url(name: str, value: Any, default: Any = None) -> str | None:
+    url = _text(name, value)
+    if url is None:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in REDIS_SCHEMES or not rest:
+        # The value may hold a password: name the variable and the schemes, not the value.
         raise ImproperlyConfigured(
-            f"AUTHAPI_ALGORITHM has value {algorithm!r}. Choose one of {', '.join(ALGORITHMS)}."
+            f"{name} is not a store URL: expected {', '.join(s + '://' for s in REDIS_SCHEMES)}."
         )
-    access = _int("ACCESS_TOKEN_LIFETIME", raw.get("ACCESS_TOKEN_LIFETIME"), 900, 1)
-    refresh = _int("REFRESH_TOKEN_LIFETIME", raw.get("REFRESH_TOKEN_LIFETIME"), 604800, 1)
-    return AuthSettings(
-        algorithm=algorithm,
-        signing_key=_text("SIGNING_KEY", raw.get("SIGNING_KEY")),
-        previous_keys=_list(raw.get("PREVIOUS_KEYS")),
-        access_lifetime=access,
-        refresh_lifetime=refresh,
-        issuer=_text("ISSUER", raw.get("ISSUER")),
-        audience=_list(raw.get("AUDIENCE")),
-        leeway=_int("LEEWAY", raw.get("LEEWAY"), 0, 0),
-        login_rate=_rate("LOGIN_RATE", raw.get("LOGIN_RATE"), (5, 60)),
-        login_rate_per_ip=_rate("LOGIN_RATE_PER_IP", raw.get("LOGIN_RATE_PER_IP"), (60, 60)),
-        login_rate_per_user=_rate(
-            "LOGIN_RATE_PER_USER", raw.get("LOGIN_RATE_PER_USER"), (30, 3600)
-        ),
-        ipv6_prefix=_prefix(raw.get("IPV6_PREFIX")),
-        trusted_proxies=_networks(raw.get("TRUSTED_PROXIES")),
-        session_max_age=_int("SESSION_MAX_AGE", raw.get("SESSION_MAX_AGE"), 2592000, 1),
-        max_sessions=_int("MAX_SESSIONS_PER_USER", raw.get("MAX_SESSIONS_PER_USER"), 100, 1),
-        reuse_interval=_int("REFRESH_REUSE_INTERVAL", raw.get("REFRESH_REUSE_INTERVAL"), 0, 0),
-        custom_claims=_text("CUSTOM_CLAIMS", raw.get("CUSTOM_CLAIMS")),
-        jwks_max_age=_int("JWKS_MAX_AGE", raw.get("JWKS_MAX_AGE"), 300, 0),
-        cookies=_bool("COOKIES", raw.get("COOKIES"), False),
-        cookie_secure=_optional_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE")),
-        cookie_domain=_text("COOKIE_DOMAIN", raw.get("COOKIE_DOMAIN")),
-        metrics_token=_text("METRICS_TOKEN", raw.get("METRICS_TOKEN")),
-    )
+    return url
+
+
+def _path(name: str, value: Any, default: Any = None) -> Path | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str | Path):
+        raise ImproperlyConfigured(
+            f"AUTHAPI_{name} must be a path (text), not {type(value).__name__}."
+        )
+    return Path(value)
+
+
+def setting(name: str, parse: Parser, default: Any = None, *, secret: bool = False) -> Any:
+    """One known setting: ``AUTHAPI[name]`` (``AUTHAPI_<name>`` in the environment)."""
+    return field(default=default, repr=not secret, metadata={"name": name, "parse": parse})
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """The validated configuration; build one with :func:`from_mapping`."""
+
+    algorithm: str = setting("ALGORITHM", choice(ALGORITHMS), "HS256")
+    signing_key: str | None = setting("SIGNING_KEY", _text, secret=True)
+    previous_keys: tuple[str, ...] = setting("PREVIOUS_KEYS", _list, (), secret=True)
+    access_lifetime: int = setting("ACCESS_TOKEN_LIFETIME", seconds(1), 900)
+    refresh_lifetime: int = setting("REFRESH_TOKEN_LIFETIME", seconds(1), 604800)
+    issuer: str | None = setting("ISSUER", _text)
+    audience: tuple[str, ...] = setting("AUDIENCE", _list, ())
+    leeway: int = setting("LEEWAY", seconds(0), 0)
+    login_rate: tuple[int, int] | None = setting("LOGIN_RATE", _rate, (5, 60))
+    login_rate_per_ip: tuple[int, int] | None = setting("LOGIN_RATE_PER_IP", _rate, (60, 60))
+    login_rate_per_user: tuple[int, int] | None = setting("LOGIN_RATE_PER_USER", _rate, (30, 3600))
+    # an IPv6 client is throttled by its /64 network
+    ipv6_prefix: int = setting("IPV6_PREFIX", _prefix, 64)
+    trusted_proxies: tuple[Network, ...] = setting("TRUSTED_PROXIES", _networks, ())
+    session_max_age: int = setting("SESSION_MAX_AGE", seconds(1), 2592000)
+    max_sessions: int = setting("MAX_SESSIONS_PER_USER", count(1), 100)
+    reuse_interval: int = setting("REFRESH_REUSE_INTERVAL", seconds(0), 0)
+    custom_claims: str | None = setting("CUSTOM_CLAIMS", _text)
+    jwks_max_age: int = setting("JWKS_MAX_AGE", seconds(0), 300)
+    cookies: bool = setting("COOKIES", _bool, False)
+    # None: Secure except for plain http on loopback
+    cookie_secure: bool | None = setting("COOKIE_SECURE", _optional_bool)
+    cookie_domain: str | None = setting("COOKIE_DOMAIN", _text)
+    # None: /metrics is a 404
+    metrics_token: str | None = setting("METRICS_TOKEN", _text, secret=True)
+    # None: the embedded server (settings.REDIS_URL is the fallback)
+    redis_url: str | None = setting("REDIS_URL", _redis_url, secret=True)
+    # None: settings.DATA_DIR, else var/ beside BASE_DIR (see data_dir())
+    data_dir: Path | None = setting("DATA_DIR", _path)
+    # Read where LOGGING is built (authapi.logs.logging_config), validated here too.
+    log_format: str = setting("LOG_FORMAT", choice(LOG_FORMATS, case=str.lower), "text")
+    log_level: str = setting("LOG_LEVEL", choice(LOG_LEVELS, case=str.upper), "INFO")
+
+    @property
+    def is_hmac(self) -> bool:
+        return self.algorithm in HMAC_ALGORITHMS
+
+
+_FIELDS = {f.metadata["name"]: f for f in fields(AuthSettings)}
+KNOWN: tuple[str, ...] = tuple(_FIELDS)  # every name AUTHAPI takes
+
+
+def closest(name: str, known: tuple[str, ...] = KNOWN) -> str | None:
+    """The known name ``name`` most likely misspells, if any is close."""
+    matches = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _unknown(label: str, prefix: str, name: str) -> str:
+    guess = closest(name)
+    hint = f" Did you mean {prefix + guess!r}?" if guess else ""
+    return f"{label} {prefix + name!r} is not an authapi setting.{hint}"
+
+
+def unknown_keys(raw: Mapping[str, Any]) -> list[str]:
+    """A message per key of ``raw`` (an ``AUTHAPI`` dict) that names no setting."""
+    return [_unknown("AUTHAPI key", "", str(key)) for key in raw if str(key) not in _FIELDS]
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """A message per ``AUTHAPI_*`` variable of ``environ`` that names no setting."""
+    names = [key[len(PREFIX) :] for key in environ if key.startswith(PREFIX)]
+    return [
+        _unknown("Environment variable", PREFIX, name)
+        for name in names
+        if name not in _FIELDS and name not in ENVIRONMENT_ONLY
+    ]
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The known ``AUTHAPI_*`` variables of ``environ``, without the prefix: an ``AUTHAPI``
+    dict. Unknown ones are left out (``manage.py check`` warns about them)."""
+    return {
+        key[len(PREFIX) :]: value
+        for key, value in environ.items()
+        if key.startswith(PREFIX) and key[len(PREFIX) :] in _FIELDS
+    }
+
+
+def parse(name: str, value: Any) -> Any:
+    """One setting's value from raw ``value`` (None: its default); ImproperlyConfigured
+    names the setting."""
+    spec = _FIELDS[name]
+    return spec.metadata["parse"](name, value, spec.default)
+
+
+def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
+    """Validate a mapping of AUTHAPI names (no prefix) to values; an unknown name is an
+    error that names the closest known one."""
+    unknown = unknown_keys(raw)
+    if unknown:
+        raise ImproperlyConfigured(" ".join(unknown))
+    values = {spec.name: parse(name, raw.get(name)) for name, spec in _FIELDS.items()}
+    return AuthSettings(**values)
+
+
+def raw() -> dict[str, Any]:
+    """``settings.AUTHAPI``, with ``settings.REDIS_URL`` and ``settings.DATA_DIR`` (the
+    project's own settings) where it names neither."""
+    raw = dict(getattr(settings, "AUTHAPI", None) or {})
+    for name in ("REDIS_URL", "DATA_DIR"):
+        if raw.get(name) in (None, ""):
+            fallback = getattr(settings, name, None)
+            raw[name] = str(fallback) if fallback else None
+    return raw
 
 
 @cache
 def get() -> AuthSettings:
     """The settings in force, validated once per configuration."""
-    return from_mapping(getattr(settings, "AUTHAPI", None) or {})
+    return from_mapping(raw())
 
 
 _reset_hooks: list[Callable[[], None]] = []
@@ -208,7 +332,7 @@ def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
 
 @receiver(setting_changed)
 def _reload(*, setting: str, **kwargs: Any) -> None:
-    if setting in {"AUTHAPI", "SECRET_KEY", "SECRET_KEY_FALLBACKS"}:
+    if setting in {"AUTHAPI", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "REDIS_URL", "DATA_DIR"}:
         get.cache_clear()
         for hook in _reset_hooks:
             hook()
@@ -216,18 +340,16 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
 
 def redis_url() -> str | None:
     """The store's URL: ``AUTHAPI["REDIS_URL"]``, else ``settings.REDIS_URL``; None means
-    the embedded server."""
-    raw = getattr(settings, "AUTHAPI", None) or {}
-    value = raw.get("REDIS_URL") or getattr(settings, "REDIS_URL", None)
-    return str(value) if value else None
+    the embedded server. Reads that one setting only: a fault elsewhere is not its own."""
+    value: str | None = parse("REDIS_URL", raw().get("REDIS_URL"))
+    return value
 
 
 def data_dir() -> Path:
     """The data folder: ``AUTHAPI["DATA_DIR"]``, else ``settings.DATA_DIR``, else ``var/``
     beside the project (``BASE_DIR``) or the working directory."""
-    raw = getattr(settings, "AUTHAPI", None) or {}
-    value = raw.get("DATA_DIR") or getattr(settings, "DATA_DIR", None)
-    if value:
-        return Path(value)
+    value: Path | None = parse("DATA_DIR", raw().get("DATA_DIR"))
+    if value is not None:
+        return value
     base = getattr(settings, "BASE_DIR", None)
     return Path(base or Path.cwd()) / "var"

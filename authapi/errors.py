@@ -1,7 +1,9 @@
 """Every error a client can cause, as one tree rendered as ``{"detail", "code"}``.
 
 * AuthApiError
-  + BadRequest (400) / UnsupportedMediaType (400) / InvalidHost (400)
+  + BadRequest (400) / InvalidHost (400)
+    + UnsupportedMediaType (415, a body neither JSON nor a form)
+      x JsonSentAsForm (a JSON body under a form Content-Type)
   + PayloadTooLarge (413) / InvalidBody (422)
   + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
   + TokenInvalid (401, a token was sent and is not acceptable)
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.http import JsonResponse
+
+from authapi import outages
 
 
 class AuthApiError(Exception):
@@ -45,8 +49,17 @@ class BadRequest(AuthApiError):
 
 
 class UnsupportedMediaType(BadRequest):
+    status = 415
     code = "unsupported_media_type"
     detail = "Send the body as application/json or application/x-www-form-urlencoded."
+
+
+class JsonSentAsForm(UnsupportedMediaType):
+    detail = (
+        "The body is JSON but its Content-Type is application/x-www-form-urlencoded "
+        "(curl -d sends that): send it with Content-Type: application/json "
+        "(curl --json, or -H 'Content-Type: application/json')."
+    )
 
 
 class InvalidHost(AuthApiError):
@@ -125,6 +138,17 @@ class StoreUnavailable(AuthApiError):
     detail = "The token store is unavailable. Try again shortly."
     headers = {"Retry-After": "5"}
 
+    def response(self) -> JsonResponse:
+        response = super().response()
+        # Its cause is logged once per outage (authapi.outages): Django's log_response
+        # would add "Service Unavailable: <path>" for every request of it.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
+
 
 class DatabaseUnavailable(StoreUnavailable):
     detail = "The user database is unavailable. Try again shortly."
+
+    def response(self) -> JsonResponse:
+        outages.failed("database", outages.database(), self.__cause__)
+        return super().response()

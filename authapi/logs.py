@@ -37,7 +37,6 @@ from urllib.parse import unquote_plus
 from django.core.exceptions import ImproperlyConfigured
 
 REDACTED = "[redacted]"
-FORMATS = ("text", "json")
 
 _B64 = r"[A-Za-z0-9_-]"
 # A JWS header is base64url JSON, so it starts "ey" ('{"') or "ew" ('{' and a newline);
@@ -225,14 +224,10 @@ def _access_log_disabled() -> bool:
 
 def logging_config(fmt: str | None = "text", level: str | None = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dict (Django's ``LOGGING``) for ``fmt`` and ``level``."""
-    fmt = (fmt or "text").strip().lower()
-    if fmt not in FORMATS:
-        raise ImproperlyConfigured(f"AUTHAPI_LOG_FORMAT has value {fmt!r}. Expected text or json.")
-    level = (level or "INFO").strip().upper()
-    if not isinstance(logging.getLevelName(level), int):
-        raise ImproperlyConfigured(
-            f"AUTHAPI_LOG_LEVEL has value {level!r}. Expected DEBUG, INFO, WARNING or ERROR."
-        )
+    from authapi import conf  # validated as every other AUTHAPI setting
+
+    fmt = conf.parse("LOG_FORMAT", fmt)
+    level = conf.parse("LOG_LEVEL", level)
     formatter = JsonFormatter if fmt == "json" else TextFormatter
     access_off = _access_log_disabled()
     return {

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 HEADER = """# HTTP reference
@@ -11,6 +12,11 @@ HEADER = """# HTTP reference
 Generated from the OpenAPI document (`manage.py authapi reference > docs/http.md`); the
 test suite fails when the two differ. Every error body is `{"detail", "code"}`.
 """
+
+
+# What the OpenAPI document does not say: the other paths, the errors, the configuration.
+# Hand-written (Markdown), shipped with the templates.
+APPENDIX = Path(__file__).parent / "templates" / "authapi" / "http-reference.md"
 
 
 def _ref(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
@@ -77,4 +83,5 @@ def render(document: dict[str, Any]) -> str:
         out.append("| field | type | | |\n|---|---|---|---|")
         out.extend(_fields(schema, document))
         out.append("")
+    out.append(APPENDIX.read_text())
     return "\n".join(out).rstrip() + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -14,7 +15,13 @@ from ninja import Schema
 from pydantic import Field, StrictStr, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from authapi.errors import BadRequest, InvalidBody, PayloadTooLarge, UnsupportedMediaType
+from authapi.errors import (
+    BadRequest,
+    InvalidBody,
+    JsonSentAsForm,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 MAX_BODY = 16 * 1024
 M = TypeVar("M", bound=Schema)
@@ -115,6 +122,8 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
     if len(body) > MAX_BODY:
         raise PayloadTooLarge()
     content_type = (request.content_type or "").lower()
+    if content_type == "application/x-www-form-urlencoded" and _is_json_object(body):
+        raise JsonSentAsForm()  # curl -d '{"username": ...}': say what to send instead
     if content_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
         try:
             return {key: request.POST.get(key) for key in request.POST}
@@ -134,6 +143,11 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
+            if _FORM.fullmatch(body):
+                raise BadRequest(
+                    "The body is a form but its Content-Type is application/json: send a "
+                    "JSON object, or Content-Type: application/x-www-form-urlencoded."
+                ) from None
             raise BadRequest("Malformed JSON body.") from None
         if not isinstance(data, dict):
             raise BadRequest("The JSON body must be an object.")
@@ -141,6 +155,18 @@ def _decode(request: HttpRequest) -> dict[str, Any]:
     if not body and not content_type:
         return {}
     raise UnsupportedMediaType()
+
+
+_FORM = re.compile(rb"[\w.%+-]+=[^&=\s]*(?:&[\w.%+-]+=[^&=\s]*)*")  # name=value&...
+
+
+def _is_json_object(body: bytes) -> bool:
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
 
 
 def parse(request: HttpRequest, model: type[M]) -> M:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.asyncio.retry import Retry
@@ -41,7 +42,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import conf, embedded, metrics, redis_url
+from authapi import conf, embedded, metrics, outages, redis_url
 from authapi.errors import StoreUnavailable
 from authapi.lua import (
     ATTEMPT,
@@ -189,8 +190,11 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
     global _url
     if setting not in {"REDIS_URL", "AUTHAPI"} or _url is None:
         return
-    if conf.redis_url() == _configured:
-        return
+    try:
+        if conf.redis_url() == _configured:
+            return
+    except ImproperlyConfigured:
+        pass  # a bad URL now: forget the old one; the next request answers 503 and logs why
     _url = None
     old = list(_stores.items())
     _stores.clear()
@@ -203,6 +207,23 @@ def _forget(*, setting: str, **kwargs: Any) -> None:
 
 @metrics.timed_store
 async def _run(operation: Callable[[Store], Awaitable[T]]) -> T:
+    try:
+        result = await _attempt(operation)
+    except StoreUnavailable as exc:  # its cause is logged once per outage, not per request
+        url = _configured or _url
+        if _configured:
+            where = f"REDIS_URL {outages.redact(_configured)}"
+        elif url:
+            where = f"the embedded valkey-server at {outages.redact(url)}"
+        else:
+            where = "the embedded valkey-server (not started)"
+        outages.failed("store", where, exc.__cause__, url)
+        raise
+    outages.answered("store")
+    return result
+
+
+async def _attempt(operation: Callable[[Store], Awaitable[T]]) -> T:
     store = await _get()
     try:
         return await operation(store)

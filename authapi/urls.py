@@ -8,12 +8,18 @@ the simplejwt aliases), the JWKS document, the health check and ``/metrics``.
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from authapi import views
 from authapi.api import api
 
+# /api/auth/<operation>/: our paths have no trailing slash (the simplejwt aliases' do).
+_WITH_SLASH = r"^api/auth/(?:login|refresh|logout|logout-all|verify|me|sessions(?:/[^/]+)?)/$"
+
 urlpatterns = [
     path("", api.urls),  # /api/..., /health, /.well-known/jwks.json
     path("metrics", views.prometheus, name="metrics"),
+    re_path(_WITH_SLASH, views.trailing_slash),
+    # the docs UI's script and CSS, beside /api/docs: no STATIC_URL needed (views.SwaggerUI)
+    path("api/docs/assets/<str:name>", views.docs_asset, name="authapi-docs-asset"),
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from corsheaders.defaults import default_headers
 
-from authapi import datadir
+from authapi import conf, datadir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("AUTHAPI_DATA_DIR") or BASE_DIR / "var")
@@ -140,10 +140,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL") or None
 
-# Every AUTHAPI_* variable, as text; authapi.conf validates and converts them.
-AUTHAPI = {
-    key[len("AUTHAPI_") :]: value for key, value in os.environ.items() if key.startswith("AUTHAPI_")
-}
+# Every known AUTHAPI_* variable, as text; authapi.conf validates and converts them
+# (a misspelt one is left out here, and `manage.py check` warns authapi.W003).
+AUTHAPI = conf.from_environ(os.environ)
 AUTHAPI.pop("DATA_DIR", None)
 
 # AUTHAPI_LOG_FORMAT=text|json: one handler for the app, Django and uvicorn (authapi/logs.py).

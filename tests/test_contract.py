@@ -142,7 +142,7 @@ async def test_simplejwt_aliases(http):
         ("post", "/api/auth/login", {"json": {"username": "alice"}}, 422),
         ("post", "/api/auth/login", {"content": b"{", "headers": JSON}, 400),
         ("post", "/api/auth/login", {"content": b"x", "headers": {"Content-Type": "text/plain"}},
-         400),
+         415),
         ("post", "/api/auth/login", {"json": {"username": "a", "password": "x" * 20000}}, 413),
         ("post", "/api/auth/refresh", {"json": {"refresh": "not.a.token"}}, 401),
         ("post", "/api/auth/verify", {"json": {"token": "not.a.token"}}, 401),

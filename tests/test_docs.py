@@ -23,10 +23,23 @@ async def test_docs_page_loads_only_local_assets(client):
     assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
     assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
     for asset in assets:
-        assert asset.startswith("/static/"), f"{asset} is not served by us"
+        # beside the page, served by the app itself: no STATIC_URL needed under uvicorn
+        assert asset.startswith("/api/docs/assets/"), f"{asset} is not served by us"
         fetched = await client.get(asset)
         assert fetched.status_code == 200, asset
         assert fetched.content, asset
+
+
+async def test_only_the_docs_files_are_served_as_docs_assets(client):
+    for name in ("swagger-ui.css", "swagger-ui-bundle.js", "favicon.png"):
+        response = await client.get(f"/api/docs/assets/{name}")
+        assert response.status_code == 200 and response.content, name
+    assert "css" in (await client.get("/api/docs/assets/swagger-ui.css")).headers["Content-Type"]
+    for name in ("redoc.standalone.js", "..%2F..%2F__init__.py", "swagger-ui.css.map", "x"):
+        response = await client.get(f"/api/docs/assets/{name}")
+        assert response.status_code == 404 and response.json()["code"] == "not_found", name
+    posted = await client.post("/api/docs/assets/swagger-ui.css")
+    assert posted.status_code == 405 and posted.json()["code"] == "method_not_allowed"
 
 
 async def test_static_files_are_served_with_debug_off(client):
@@ -152,3 +165,31 @@ async def test_health_and_jwks_are_in_the_openapi_document(client):
     assert set(paths["/health"]) == {"get"}
     assert set(paths["/.well-known/jwks.json"]) == {"get"}
     assert {"200", "503"} <= set(paths["/health"]["get"]["responses"])
+
+
+def _table_names(text: str, heading: str) -> set[str]:
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", section, flags=re.MULTILINE)) | set(
+        re.findall(r"^\| `[A-Z_]+`, `([A-Z][A-Z0-9_]+)`", section, flags=re.MULTILINE)
+    )
+
+
+def test_the_http_reference_is_complete():
+    """docs/http.md, the reference README links, holds every path, error and variable."""
+    from authapi import conf
+    from tests.conftest import ROOT
+
+    reference = (ROOT / "docs" / "http.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    variables = _table_names(reference, "\n## Configuration")
+    assert variables == _table_names(readme, "\n## Configuration")
+    for name in conf.KNOWN:
+        assert f"AUTHAPI_{name}" in variables or name in variables, name
+    endpoints = readme.split("\n## Endpoints", 1)[1].split("\n## ", 1)[0]
+    for method, path in re.findall(r"^\| `([A-Z]+) ([^`]+)`", endpoints, flags=re.MULTILINE):
+        path = path.replace("{id}", "{sid}")
+        assert f"`{method} {path}`" in reference, (method, path)
+    errors = reference.split("\n## Errors", 1)[1].split("\n## ", 1)[0]
+    for status in (400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 431, 503):
+        assert f"| {status} |" in errors, status
+    assert "docs/http.md" in readme and "team's shared folder" not in readme

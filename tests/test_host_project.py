@@ -5,6 +5,7 @@ middleware, no silenced checks, no authapi ASGI wrapper."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -75,7 +76,7 @@ async def test_three_lines_in_a_startproject_project(host):
     url, manage = host
     check = manage("check")
     assert check.returncode == 0, check.stderr
-    assert "silenced" not in check.stdout or "(0 silenced)" in check.stdout
+    assert "System check identified no issues (0 silenced)." in check.stdout, check.stderr
     async with httpx.AsyncClient(base_url=url, timeout=15) as http:
         login = await http.post(
             "/api/auth/login", data={"username": "alice", "password": "s3cret-pass"}
@@ -103,3 +104,56 @@ async def test_three_lines_in_a_startproject_project(host):
         assert alias.status_code == 200
         for path in ("/health", "/api/docs", "/api/openapi.json"):
             assert (await http.get(path)).status_code == 200, path
+        # the docs UI is not a blank page: its script and CSS answer, with no /static/ served
+        page = (await http.get("/api/docs")).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+        assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+        for asset in assets:
+            fetched = await http.get(asset)
+            assert fetched.status_code == 200 and fetched.content, asset
+
+
+def test_a_dead_store_is_logged_once_without_its_password(tmp_path: Path):
+    """Plain Django's handler under uvicorn: no "Service Unavailable: <path>" per request,
+    one line naming the store and its error, never the URL's password."""
+    project = tmp_path / "hostproject"
+    shutil.copytree(EXAMPLE, project)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHAPI_", "DJANGO_"))}
+    dead = free_port()  # nothing listens there: a store that is down
+    env.update(
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="hostproject.settings",
+        REDIS_URL=f"redis://:hunter2-secret@127.0.0.1:{dead}/0",
+    )
+    env.pop("DATABASE_URL", None)
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "hostproject.asgi:application",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "did not start"
+                time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+            for _ in range(4):
+                login = http.post("/api/auth/login", data={"username": "a", "password": "b"})
+                assert login.status_code == 503, login.text
+            assert http.get("/health").status_code == 503
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
+    text = log_path.read_text()
+    assert "hunter2-secret" not in text
+    assert "Service Unavailable" not in text, text
+    causes = [line for line in text.splitlines() if "store unavailable" in line]
+    assert len(causes) == 1, text
+    assert f"redis://:***@127.0.0.1:{dead}/0" in causes[0] and "ConnectionError" in causes[0]
