@@ -54,6 +54,8 @@ class AuthSettings:
     cookie_secure: bool | None = None  # None: Secure except for plain http on loopback
     cookie_domain: str | None = None
     metrics_token: str | None = field(default=None, repr=False)  # None: /metrics is a 404
+    # (client_id, secret) pairs that may call introspection; empty: it answers 404
+    resource_clients: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def is_hmac(self) -> bool:
@@ -145,6 +147,20 @@ def _networks(value: Any) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def _clients(value: Any) -> tuple[tuple[str, str], ...]:
+    """``AUTHAPI_RESOURCE_CLIENTS``: ``id:secret`` items, comma separated (neither may hold
+    a comma; the secret may hold colons). Errors name the item's place, never its secret."""
+    clients = []
+    for i, item in enumerate(_list(value)):
+        client_id, colon, secret = item.partition(":")
+        if not colon or not client_id.strip() or not secret.strip():
+            raise ImproperlyConfigured(
+                f"AUTHAPI_RESOURCE_CLIENTS item {i + 1} is not 'client_id:secret'."
+            )
+        clients.append((client_id.strip(), secret.strip()))
+    return tuple(clients)
+
+
 def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
     """Validate a mapping of AUTHAPI names (no prefix) to values."""
     algorithm = _text("ALGORITHM", raw.get("ALGORITHM")) or "HS256"
@@ -175,6 +191,7 @@ def from_mapping(raw: Mapping[str, Any]) -> AuthSettings:
         cookie_secure=_optional_bool("COOKIE_SECURE", raw.get("COOKIE_SECURE")),
         cookie_domain=_text("COOKIE_DOMAIN", raw.get("COOKIE_DOMAIN")),
         metrics_token=_text("METRICS_TOKEN", raw.get("METRICS_TOKEN")),
+        resource_clients=_clients(raw.get("RESOURCE_CLIENTS")),
     )
 
 
