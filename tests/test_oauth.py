@@ -177,7 +177,7 @@ def test_client_comparison_visits_every_client(authapi_settings, monkeypatch, po
         calls.append(1)
         return real(a, b)
 
-    monkeypatch.setattr(oauth.hmac, "compare_digest", counting)
+    monkeypatch.setattr(hmac, "compare_digest", counting)
     clients = "a:secret-a,b:secret-b,c:secret-c"
     sent = {"first": ("a", "secret-a"), "last": ("c", "secret-c"), "absent": ("z", "z")}
     with authapi_settings(RESOURCE_CLIENTS=clients):
