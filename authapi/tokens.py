@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -114,26 +115,58 @@ def _is_id(value: Any) -> bool:
 
 def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
     """Verify signature and claims; refuse any token not of an ``expected`` type."""
+    cfg = conf.get()
+    return verify(
+        token,
+        expected,
+        keys.get().by_kid.get,
+        issuer=cfg.issuer,
+        audience=cfg.audience,
+        leeway=cfg.leeway,
+    )
+
+
+def unverified_header(token: Any) -> dict[str, Any]:
+    """A compact token's header, nothing verified; TokenInvalid for anything else."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _COMPACT.fullmatch(token):
         raise TokenInvalid("Token is malformed")  # one spelling only (RFC 7515 compact form)
-    cfg = conf.get()
-    keyset = keys.get()
     try:
-        header = jwt.get_unverified_header(token)
+        return jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
         raise TokenInvalid("Token is malformed") from None
+
+
+def unverified_kid(token: Any) -> str | None:
+    """The ``kid`` a compact token's header names (nothing verified); None if none."""
+    kid = unverified_header(token).get("kid")
+    return kid if isinstance(kid, str) else None
+
+
+def verify(
+    token: Any,
+    expected: TokenType | tuple[TokenType, ...],
+    lookup: Callable[[str], keys.Key | None],
+    *,
+    issuer: str | None,
+    audience: tuple[str, ...],
+    leeway: int,
+) -> Claims:
+    """The whole check of a token against the keys ``lookup`` finds by ``kid``: what the
+    service decides, and what :mod:`authapi.resource` decides with keys from the JWKS."""
+    header = unverified_header(token)
     kid = header.get("kid")
-    key = keyset.by_kid.get(kid) if isinstance(kid, str) else None
+    key = lookup(kid) if isinstance(kid, str) else None
     if key is None:
         raise TokenInvalid("Token is signed by an unknown key")
-    require = [*REQUIRED, *(["iss"] if cfg.issuer else []), *(["aud"] if cfg.audience else [])]
+    require = [*REQUIRED, *(["iss"] if issuer else []), *(["aud"] if audience else [])]
     try:
         payload = jwt.decode(
             token,
             key.verifying,
             algorithms=[key.algorithm],
-            audience=list(cfg.audience) or None,
-            issuer=cfg.issuer,
+            audience=list(audience) or None,
+            issuer=issuer,
+            leeway=leeway,  # for nbf; exp and iat are checked below, against now()
             options={"require": require, "verify_exp": False, "verify_iat": False},
         )
     except jwt.InvalidTokenError as exc:
@@ -145,9 +178,9 @@ def decode(token: Any, expected: TokenType | tuple[TokenType, ...]) -> Claims:
     check_shape(header, payload)
     exp, iat = _time_claim(payload, "exp"), _time_claim(payload, "iat")
     moment = now()
-    if exp <= moment - cfg.leeway:
+    if exp <= moment - leeway:
         raise TokenInvalid("Token is expired")
-    if iat > moment + cfg.leeway:
+    if iat > moment + leeway:
         raise TokenInvalid("Token is not yet valid (iat)")
     jti, sid, user_id = payload["jti"], payload["sid"], payload["user_id"]
     if not (_is_id(jti) and _is_id(sid)):
@@ -190,6 +223,8 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
         return "Token audience is not accepted"
     if isinstance(exc, jwt.InvalidIssuerError):
         return "Token issuer is not accepted"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "Token is not yet valid (nbf)"
     if isinstance(exc, jwt.InvalidAlgorithmError):
         return "Token algorithm is not accepted"
     return "Token is malformed"
