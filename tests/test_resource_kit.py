@@ -447,3 +447,85 @@ def test_the_kit_imports_nothing_of_the_service():
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_the_readme_read_only_acl_user_is_enough_and_cannot_write(
+    client, user, authapi_settings
+):
+    """README's ACL line: the kit works with it, and that user can change nothing."""
+    import re
+
+    import redis as redis_sync
+
+    line = re.search(r"ACL SETUSER resource on (.*)", (ROOT / "README.md").read_text())
+    assert line
+    rules = line[1].split()
+    password = "acl-test-password-123456"
+    rules = [f">{password}" if r.startswith(">") else r for r in rules]
+    admin = redis_sync.Redis.from_url(os.environ["REDIS_URL"])
+    admin.execute_command("ACL", "SETUSER", "resource", "reset", "on", *rules)
+    try:
+        url = os.environ["REDIS_URL"].replace("redis://", f"redis://resource:{password}@", 1)
+        secret = "a-shared-secret-for-the-acl-test-0123456789"
+        cfg = {"SIGNING_KEY": secret, "REDIS_URL": url}
+        with authapi_settings(SIGNING_KEY=secret), override_settings(AUTHAPI_RESOURCE=cfg):
+            from tests.conftest import login
+
+            pair = await login(client, user)
+            assert (await kit.verify(pair["access"])).user_id == user.pk
+            await client.post("/api/auth/logout", json={"refresh": pair["refresh"]})
+            with pytest.raises(TokenInvalid):
+                await kit.verify(pair["access"])
+            await kit.aclose()
+        reader = redis_sync.Redis.from_url(url)
+        try:
+            with pytest.raises(redis_sync.exceptions.NoPermissionError):
+                reader.hset(f"authapi:{{u{user.pk}}}:s:x", "uid", "1")
+            with pytest.raises(redis_sync.exceptions.NoPermissionError):
+                reader.delete(f"authapi:{{u{user.pk}}}:s:x")
+        finally:
+            reader.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "resource")
+        admin.close()
+
+
+async def test_drf_resource_authentication(http, auth, user):
+    from asgiref.sync import sync_to_async
+    from rest_framework.permissions import IsAuthenticated
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.views import APIView
+
+    from authapi.resource.drf import ResourceAuthentication
+
+    class Orders(APIView):
+        authentication_classes = [ResourceAuthentication]
+        permission_classes = [IsAuthenticated]
+
+        def get(self, request):
+            return Response({"user_id": request.auth["user_id"], "pk": request.user.pk})
+
+    def call(headers: dict[str, str]) -> Any:
+        request = APIRequestFactory().get("/orders", **headers)  # type: ignore[arg-type]
+        response = Orders.as_view()(request)
+        response.render()
+        return response
+
+    cfg = {"JWKS_URL": f"{auth.url}/.well-known/jwks.json", "REDIS_URL": os.environ["REDIS_URL"]}
+    with override_settings(AUTHAPI_RESOURCE=cfg):
+        pair = await _login(http, auth.url, user)
+        ok = await sync_to_async(call)({"HTTP_AUTHORIZATION": f"Bearer {pair['access']}"})
+        assert ok.status_code == 200, ok.content
+        assert ok.data == {"user_id": user.pk, "pk": user.pk}
+        await http.post(f"{auth.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+        for headers in (
+            {"HTTP_AUTHORIZATION": f"Bearer {pair['access']}"},
+            {"HTTP_AUTHORIZATION": f"Bearer {pair['refresh']}"},
+            {"HTTP_AUTHORIZATION": "Bearer a.b.c"},
+        ):
+            refused = await sync_to_async(call)(headers)
+            assert refused.status_code == 401, refused.content
+            assert json.loads(refused.content)["code"] == "token_not_valid"
+            assert refused["WWW-Authenticate"].startswith("Bearer")
+        assert (await sync_to_async(call)({})).status_code == 401
