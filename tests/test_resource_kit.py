@@ -529,3 +529,35 @@ async def test_drf_resource_authentication(http, auth, user):
             assert json.loads(refused.content)["code"] == "token_not_valid"
             assert refused["WWW-Authenticate"].startswith("Bearer")
         assert (await sync_to_async(call)({})).status_code == 401
+
+
+async def test_the_compose_configuration_shared_hmac_key(http, make_user):
+    """compose.yaml's resource service: RESOURCE_SIGNING_KEY = the API's AUTHAPI_SIGNING_KEY,
+    RESOURCE_REDIS_URL = its store; the example as its own process."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    service = compose["services"]["resource"]
+    assert service["environment"]["RESOURCE_SIGNING_KEY"] == "${AUTHAPI_SIGNING_KEY:-}"
+    assert compose["x-api-env"]["AUTHAPI_SIGNING_KEY"] == "${AUTHAPI_SIGNING_KEY:-}"
+    assert service["environment"]["RESOURCE_REDIS_URL"] == compose["x-api-env"]["REDIS_URL"]
+    assert "ports" not in service and service["profiles"] == ["resource"]
+    assert "./examples/resource-service:/srv/resource:ro" in service["volumes"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "location /resource/" in nginx and "set $resource http://resource:8001;" in nginx
+
+    secret = "a-shared-secret-as-compose-sets-it-0123456789"
+    user = await make_user()
+    with (
+        LiveServer(env={"AUTHAPI_SIGNING_KEY": secret}) as api,
+        ResourceService(
+            RESOURCE_SIGNING_KEY=secret, RESOURCE_REDIS_URL=os.environ["REDIS_URL"]
+        ) as resource,
+    ):
+        assert (await http.get(f"{resource.url}/api/health")).status_code == 200
+        pair = await _login(http, api.url, user)
+        auth = bearer(pair["access"])
+        assert (await http.get(f"{resource.url}/api/orders", headers=auth)).status_code == 200
+        out = await http.post(f"{api.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+        assert out.status_code == 204
+        assert (await http.get(f"{resource.url}/api/orders", headers=auth)).status_code == 401
