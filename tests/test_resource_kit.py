@@ -46,13 +46,14 @@ class ResourceService:
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.app = "resource_service.asgi:application"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ResourceService:
-        command = [sys.executable, "-m", "uvicorn", "resource_service.asgi:application",
+        command = [sys.executable, "-m", "uvicorn", self.app,
                    "--host", "127.0.0.1", "--port", str(self.port),
                    "--log-level", "warning"]  # fmt: skip
         self.process = subprocess.Popen(command, env=self.env, cwd=EXAMPLE)
@@ -561,3 +562,25 @@ async def test_the_compose_configuration_shared_hmac_key(http, make_user):
         out = await http.post(f"{api.url}/api/auth/logout", json={"refresh": pair["refresh"]})
         assert out.status_code == 204
         assert (await http.get(f"{resource.url}/api/orders", headers=auth)).status_code == 401
+
+
+async def test_verify_in_a_bare_asgi_app(http, auth, make_user):
+    """examples/resource-service/plain_asgi.py: verify() with Django only configured."""
+    user = await make_user()
+    service = ResourceService(
+        RESOURCE_JWKS_URL=f"{auth.url}/.well-known/jwks.json",
+        RESOURCE_REDIS_URL=os.environ["REDIS_URL"],
+    )
+    service.env.pop("DJANGO_SETTINGS_MODULE")
+    service.app = "plain_asgi:app"
+    with service:
+        pair = await _login(http, auth.url, user)
+        auth_header = bearer(pair["access"])
+        ok = await http.get(service.url, headers=auth_header)
+        assert ok.status_code == 200 and ok.json() == {"user_id": user.pk, "sub": str(user.pk)}
+        assert (await http.get(service.url)).status_code == 401
+        await http.post(f"{auth.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+        refused = await http.get(service.url, headers=auth_header)
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "token_not_valid"
+        assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
