@@ -584,3 +584,42 @@ async def test_verify_in_a_bare_asgi_app(http, auth, make_user):
         assert refused.status_code == 401
         assert refused.json()["code"] == "token_not_valid"
         assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("handlers", [True, False])
+async def test_resource_bearer_never_answers_500(handlers, client, user, authapi_settings):
+    """With the kit's error handlers: our JSON; without them: Ninja's 401 / 503, no 500."""
+    from ninja import NinjaAPI
+    from ninja.testing import TestAsyncClient
+
+    from authapi.resource import install_error_handlers, resource_bearer
+    from tests.conftest import login
+
+    api = NinjaAPI(auth=resource_bearer, urls_namespace=f"kit-{handlers}")
+    if handlers:
+        install_error_handlers(api)
+
+    @api.get("/x")
+    async def x(request):
+        return {"user_id": request.auth.user_id}
+
+    test = TestAsyncClient(api)
+    secret = "a-shared-secret-for-the-handler-test-012345678"
+    with authapi_settings(SIGNING_KEY=secret):
+        pair = await login(client, user)
+    for redis_url, token, status in (
+        (os.environ["REDIS_URL"], pair["access"], 200),
+        (os.environ["REDIS_URL"], "a.b.c", 401),
+        (os.environ["REDIS_URL"], pair["refresh"], 401),
+        (f"redis://127.0.0.1:{free_port()}", pair["access"], 503),
+    ):
+        cfg = {"SIGNING_KEY": secret, "REDIS_URL": redis_url}
+        with override_settings(AUTHAPI_RESOURCE=cfg):
+            answer = await test.get("/x", headers={"Authorization": f"Bearer {token}"})
+            await kit.aclose()
+        assert answer.status_code == status, answer.content
+        if status != 200:
+            body = answer.json()
+            assert body["detail"]
+            if handlers:
+                assert body["code"] in {"token_not_valid", "service_unavailable"}
