@@ -623,3 +623,54 @@ async def test_resource_bearer_never_answers_500(handlers, client, user, authapi
             assert body["detail"]
             if handlers:
                 assert body["code"] in {"token_not_valid", "service_unavailable"}
+
+
+def _counted(calls: list[int], real: Any) -> Any:
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    return counting
+
+
+async def test_the_introspection_cache_is_bounded(http, user, monkeypatch):
+    """INTROSPECTION_CACHE_SECONDS=N: an active answer is reused for at most N seconds (the
+    documented staleness), an inactive one until the token's exp; 0: one call per check."""
+    secret = "a-shared-secret-for-the-cache-test-0123456789"
+    env = {"AUTHAPI_RESOURCE_CLIENTS": "orders:orders-secret-value", "AUTHAPI_SIGNING_KEY": secret}
+    with LiveServer(env=env) as hs:
+        cfg = {"INTROSPECTION_URL": f"{hs.url}/api/auth/introspect", "CLIENT_ID": "orders",
+               "CLIENT_SECRET": "orders-secret-value", "SIGNING_KEY": secret}  # fmt: skip
+        pair = await _login(http, hs.url, user)
+        with override_settings(AUTHAPI_RESOURCE={**cfg, "INTROSPECTION_CACHE_SECONDS": 30}):
+            check = kit.checker()
+            calls = []
+            real = check._introspect
+            monkeypatch.setattr(check, "_introspect", _counted(calls, real))
+            for _ in range(3):
+                await check.verify(pair["access"])
+            assert len(calls) == 1
+            jti = jwt.decode(pair["access"], options={"verify_signature": False})["jti"]
+            active, until = check._introspected[jti]
+            assert active and until <= time.monotonic() + 30
+            await http.post(f"{hs.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+            await check.verify(pair["access"])  # within the bound: still the cached answer
+            check._introspected[jti] = (True, time.monotonic() - 1)  # the N seconds are over
+            with pytest.raises(TokenInvalid):
+                await check.verify(pair["access"])
+            for _ in range(3):
+                with pytest.raises(TokenInvalid):
+                    await check.verify(pair["access"])
+            assert len(calls) == 2  # the inactive answer is kept: no call per check
+        pair = await _login(http, hs.url, user)
+        with override_settings(AUTHAPI_RESOURCE=cfg):  # no cache: every check asks
+            check = kit.checker()
+            calls.clear()
+            real = check._introspect
+            monkeypatch.setattr(check, "_introspect", _counted(calls, real))
+            for _ in range(3):
+                await check.verify(pair["access"])
+            assert len(calls) == 3
+            await http.post(f"{hs.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+            with pytest.raises(TokenInvalid):
+                await check.verify(pair["access"])
