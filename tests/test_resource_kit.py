@@ -644,7 +644,7 @@ async def test_the_introspection_cache_is_bounded(http, user, monkeypatch):
         pair = await _login(http, hs.url, user)
         with override_settings(AUTHAPI_RESOURCE={**cfg, "INTROSPECTION_CACHE_SECONDS": 30}):
             check = kit.checker()
-            calls = []
+            calls: list[int] = []
             real = check._introspect
             monkeypatch.setattr(check, "_introspect", _counted(calls, real))
             for _ in range(3):
