@@ -362,3 +362,13 @@ async def server_metadata(request: HttpRequest) -> HttpResponse:
     response = JsonResponse(metadata(request))
     response["Cache-Control"] = f"public, max-age={conf.get().jwks_max_age}"
     return response
+
+
+async def metadata_at_path(request: HttpRequest, suffix: str) -> HttpResponse:
+    """RFC 8414 3.1: for an issuer with a path (``https://host/tenant``), the metadata is
+    also at ``/.well-known/oauth-authorization-server/tenant``; any other path is a 404."""
+    issuer = conf.get().issuer
+    path = urlsplit(issuer).path.strip("/") if issuer else ""
+    if request.method not in {"GET", "HEAD"} or not path or suffix.strip("/") != path:
+        return NotFound().response()
+    return await server_metadata(request)

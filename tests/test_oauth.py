@@ -415,3 +415,17 @@ def test_resource_clients_parse_secrets_with_colons():
     parsed = conf.from_mapping({"RESOURCE_CLIENTS": CLIENTS}).resource_clients
     assert parsed == (("reporting", SECRET), ("billing", "other-secret-value"))
     assert SECRET not in repr(conf.from_mapping({"RESOURCE_CLIENTS": CLIENTS}))
+
+
+async def test_an_issuer_with_a_path_has_its_metadata_after_the_well_known_prefix(
+    client, authapi_settings
+):
+    with authapi_settings(ISSUER="https://auth.example.com/tenant-a"):
+        meta = await client.get("/.well-known/oauth-authorization-server/tenant-a")
+        assert meta.status_code == 200
+        assert meta.json()["issuer"] == "https://auth.example.com/tenant-a"
+        assert meta.headers["Cache-Control"].startswith("public")
+        other = await client.get("/.well-known/oauth-authorization-server/tenant-b")
+        assert other.status_code == 404 and other.json()["code"] == "not_found"
+    plain = await client.get("/.well-known/oauth-authorization-server/tenant-a")
+    assert plain.status_code == 404  # no issuer path configured
