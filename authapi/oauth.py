@@ -345,7 +345,8 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
         "introspection_endpoint": base + reverse("authapi:oauth_introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
         "revocation_endpoint": base + reverse("authapi:oauth_revoke"),
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        # public clients: none needed (Basic credentials, if sent, must be right)
+        "revocation_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": [],  # REQUIRED by RFC 8414; we run no OAuth flow
         "access_token_signing_alg_values_supported": [cfg.algorithm],
         "service_documentation": base + reverse("authapi:openapi-view"),

@@ -77,7 +77,7 @@ async def test_metadata_names_absolute_endpoints_that_work(http, server, user):
     assert meta["introspection_endpoint"] == f"{server.url}/api/auth/introspect"
     assert meta["revocation_endpoint"] == f"{server.url}/api/auth/revoke"
     assert meta["introspection_endpoint_auth_methods_supported"] == ["client_secret_basic"]
-    assert "none" in meta["revocation_endpoint_auth_methods_supported"]
+    assert meta["revocation_endpoint_auth_methods_supported"] == ["none"]
     assert meta["access_token_signing_alg_values_supported"] == ["HS256"]
     cache = answer.headers["Cache-Control"]
     assert cache.startswith("public") and "max-age=" in cache
