@@ -429,3 +429,21 @@ async def test_an_issuer_with_a_path_has_its_metadata_after_the_well_known_prefi
         assert other.status_code == 404 and other.json()["code"] == "not_found"
     plain = await client.get("/.well-known/oauth-authorization-server/tenant-a")
     assert plain.status_code == 404  # no issuer path configured
+
+
+async def test_introspection_shows_iss_and_aud_when_configured(client, user, authapi_settings):
+    with authapi_settings(
+        ISSUER="https://auth.example.com", AUDIENCE="orders,billing", RESOURCE_CLIENTS=CLIENTS
+    ):
+        pair = (
+            await client.post(
+                "/api/auth/login", json={"username": user.username, "password": PASSWORD}
+            )
+        ).json()
+        body = (await introspect(client, pair["access"])).json()
+    assert body["active"] is True
+    assert body["iss"] == "https://auth.example.com"
+    assert body["aud"] == ["orders", "billing"]
+    # a token of another issuer (settings changed back) is just inactive
+    with authapi_settings(ISSUER="https://elsewhere.example.com", RESOURCE_CLIENTS=CLIENTS):
+        assert (await introspect(client, pair["access"])).json() == {"active": False}
