@@ -674,3 +674,17 @@ async def test_the_introspection_cache_is_bounded(http, user, monkeypatch):
             await http.post(f"{hs.url}/api/auth/logout", json={"refresh": pair["refresh"]})
             with pytest.raises(TokenInvalid):
                 await check.verify(pair["access"])
+
+
+def test_the_example_passes_django_checks_with_no_database_and_no_authapi_app():
+    env = {"PATH": os.environ["PATH"], "RESOURCE_JWKS_URL": "http://127.0.0.1:1/jwks",
+           "RESOURCE_REDIS_URL": "redis://127.0.0.1:1/0"}  # fmt: skip
+    out = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True,
+                         cwd=EXAMPLE, env=env, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "no issues" in out.stdout
+    settings_text = (EXAMPLE / "resource_service" / "settings.py").read_text()
+    assert (
+        '"authapi"' not in settings_text
+        and "DATABASES: dict[str, dict[str, str]] = {}" in settings_text
+    )
