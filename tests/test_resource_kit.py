@@ -357,6 +357,7 @@ async def test_the_kit_checks_typ_type_iss_aud_exp_and_nbf():
                 _token(key, **good, exp=now - 10),
                 _token(key, **good, nbf=now + 60),
                 _token(key, **good, sub="8"),
+                _token(key, **good, cnf={"jkt": "a" * 43}),  # DPoP-bound: needs a proof
                 jwt.encode(
                     jwt.decode(_token(key, **good), options={"verify_signature": False}),
                     key.signing,

@@ -5,6 +5,7 @@
 2. The claims, by :func:`authapi.tokens.verify`, the very function the auth service
    runs: ``typ`` (``at+jwt``; RFC 9068), token type ``access``, ``iss`` and ``aud`` when
    configured, ``exp``/``nbf``/``iat`` with ``LEEWAY``, well-formed ``jti``/``sid``/``sub``.
+   A token bound to a key (``cnf``, DPoP) is refused: the kit checks no proofs.
 3. Revocation, as the auth service decides it:
    * ``REDIS_URL``: one HMGET on the auth service's store, the key and the verdict from
      :mod:`authapi.keyspace`, shared with its own access check. A token is refused from
@@ -117,9 +118,14 @@ class Checker:
             await self.keys.ready(kid)
             lookup = self.keys.lookup
         cfg = self.cfg
-        return tokens.verify(
+        claims = tokens.verify(
             token, "access", lookup, issuer=cfg.issuer, audience=cfg.audience, leeway=cfg.leeway
         )
+        if "cnf" in claims.payload:
+            # Bound to a key (DPoP, RFC 9449): only valid with a proof, which the kit does
+            # not check. Refused rather than accepted as a plain Bearer token.
+            raise TokenInvalid("Token is bound to a key (DPoP); send it where proofs are checked")
+        return claims
 
     # --- revocation: the store ---------------------------------------------------------------
 
