@@ -447,3 +447,8 @@ service.add_api_operation(
     summary="The public keys that verify our tokens (asymmetric algorithms); 404 for HMAC",
 )
 api.add_router("", service)
+
+# --- resource servers: RFC 8414 metadata, RFC 7662 introspection, RFC 7009 revocation ---
+from authapi import oauth  # noqa: E402  (imports nothing of this module)
+
+api.add_router("", oauth.router)

@@ -199,6 +199,18 @@ def _path(name: str, value: Any, default: Any = None) -> Path | None:
     return Path(value)
 
 
+def _clients(name: str, value: Any, default: Any = ()) -> tuple[tuple[str, str], ...]:
+    """``AUTHAPI_RESOURCE_CLIENTS``: ``id:secret`` items, comma separated (neither may hold
+    a comma; the secret may hold colons). Errors name the item's place, never its secret."""
+    clients = []
+    for i, item in enumerate(_list(name, value, ())):
+        client_id, colon, secret = item.partition(":")
+        if not colon or not client_id.strip() or not secret.strip():
+            raise ImproperlyConfigured(f"AUTHAPI_{name} item {i + 1} is not 'client_id:secret'.")
+        clients.append((client_id.strip(), secret.strip()))
+    return tuple(clients)
+
+
 def setting(name: str, parse: Parser, default: Any = None, *, secret: bool = False) -> Any:
     """One known setting: ``AUTHAPI[name]`` (``AUTHAPI_<name>`` in the environment)."""
     return field(default=default, repr=not secret, metadata={"name": name, "parse": parse})
@@ -233,6 +245,10 @@ class AuthSettings:
     cookie_domain: str | None = setting("COOKIE_DOMAIN", _text)
     # None: /metrics is a 404
     metrics_token: str | None = setting("METRICS_TOKEN", _text, secret=True)
+    # (client_id, secret) pairs that may call introspection; empty: it answers 404
+    resource_clients: tuple[tuple[str, str], ...] = setting(
+        "RESOURCE_CLIENTS", _clients, (), secret=True
+    )
     # None: the embedded server (settings.REDIS_URL is the fallback)
     redis_url: str | None = setting("REDIS_URL", _redis_url, secret=True)
     # None: settings.DATA_DIR, else var/ beside BASE_DIR (see data_dir())

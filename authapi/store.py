@@ -44,6 +44,13 @@ from redis.exceptions import RedisError
 
 from authapi import conf, embedded, metrics, outages, redis_url
 from authapi.errors import StoreUnavailable
+from authapi.keyspace import (  # the key layout, shared with authapi.resource
+    access_fields,
+    access_verdict,
+)
+from authapi.keyspace import index_key as index_key
+from authapi.keyspace import session_key as session_key
+from authapi.keyspace import user_prefix as user_prefix
 from authapi.lua import (
     ATTEMPT,
     LIST,
@@ -61,18 +68,6 @@ from authapi.redis_url import Client
 
 T = TypeVar("T")
 logger = logging.getLogger("authapi")
-
-
-def user_prefix(user_id: int | str) -> str:
-    return f"authapi:{{u{user_id}}}:"
-
-
-def session_key(user_id: int | str, sid: str) -> str:
-    return f"{user_prefix(user_id)}s:{sid}"
-
-
-def index_key(user_id: int | str) -> str:
-    return f"{user_prefix(user_id)}sessions"
 
 
 class Attempt(NamedTuple):
@@ -351,8 +346,8 @@ async def rotate(
 async def access_allowed(user_id: int | str, sid: str, jti: str) -> bool:
     """The hot path: one HMGET says whether the session lives and the jti is not revoked."""
     key = session_key(user_id, sid)
-    uid, revoked = await _run(lambda s: s.redis.hmget(key, ["uid", f"rj:{jti}"]))
-    return uid == str(user_id) and revoked is None
+    uid, revoked = await _run(lambda s: s.redis.hmget(key, access_fields(jti)))
+    return access_verdict(user_id, uid, revoked)
 
 
 async def access_profile(user_id: int | str, sid: str, jti: str) -> tuple[bool, str | None]:

@@ -50,7 +50,7 @@ README = BENCH / "README.md"
 OURS_VENV = ROOT / ".venv"
 PASSWORD = "bench-password"
 SECRET = "bench-secret-not-for-production-" + "x" * 40
-SCENARIOS = ("protected", "me", "refresh", "login", "logout")
+SCENARIOS = ("protected", "me", "refresh", "login", "logout", "resource")
 TOKEN_SCENARIOS = ("refresh", "logout")
 LOGIN_USERS = 2000  # the login scenario cycles through them: ours keeps <= 100 sessions each
 MINT_BATCH = 4000  # users made for pre-minting at a time
@@ -122,6 +122,9 @@ _SIMPLEJWT_PATHS = {
     "refresh": "/api/token/refresh/",
     "login": "/api/token/",
     "logout": "/api/token/blacklist/",
+    # JWTStatelessAuthentication: the claims alone, as a resource server without the auth
+    # database runs simplejwt; it cannot see a logout at all.
+    "resource": "/bench/resource",
 }
 TARGETS = (
     Target(
@@ -136,6 +139,8 @@ TARGETS = (
             "refresh": "/api/auth/refresh",
             "login": "/api/auth/login",
             "logout": "/api/auth/logout",
+            # authapi.resource's check (signature, claims, one HMGET) on a claims-only route
+            "resource": "/bench/resource",
         },
     ),
     Target(
@@ -684,6 +689,7 @@ class Bench:
             keep.update(
                 PYTHONPATH=f"{TARGETS_DIR}{os.pathsep}{ROOT}",
                 DJANGO_SECRET_KEY=SECRET,
+                AUTHAPI_SIGNING_KEY=SECRET,  # as text: the resource kit's SIGNING_KEY
                 DATABASE_URL=f"sqlite:///{db}",
                 AUTHAPI_DATA_DIR=str(data),
                 AUTHAPI_TRUSTED_PROXIES="127.0.0.1",  # wrk plays the proxy: X-Forwarded-For
@@ -983,7 +989,7 @@ class Bench:
         target, opts = live.target, self.opts
         warm: dict[str, Any] | None = None
         tokens = 0
-        if scenario in ("protected", "me", "login"):
+        if scenario in ("protected", "me", "login", "resource"):
             if scenario == "login":
                 mode, arg = "login", str(files / "login-users.txt")
             else:

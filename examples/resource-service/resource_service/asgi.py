@@ -1,0 +1,8 @@
+"""``uvicorn resource_service.asgi:application`` from this folder."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "resource_service.settings")
+application = get_asgi_application()
