@@ -492,7 +492,17 @@ async def test_the_readme_read_only_acl_user_is_enough_and_cannot_write(
         admin.close()
 
 
-async def test_drf_resource_authentication(http, auth, user):
+@pytest.fixture
+def drf_project():
+    """As a DRF project runs: rest_framework installed and configured before its views are
+    imported (APIView reads DEFAULT_AUTHENTICATION_CLASSES once, at import)."""
+    from tests import drf_settings
+
+    with drf_settings.installed():
+        yield
+
+
+async def test_drf_resource_authentication(http, auth, user, drf_project):
     from asgiref.sync import sync_to_async
     from rest_framework.permissions import IsAuthenticated
     from rest_framework.response import Response
