@@ -378,3 +378,47 @@ def test_a_user_arriving_while_the_store_stops_gets_a_live_one(data_dir):
     finally:
         _end(newcomer)
     assert _wait_nothing_left(data_dir) == {}
+
+
+def _pending(pid: int) -> int:
+    """The signals pending for ``pid`` (process-wide and its main thread's), as a mask."""
+    mask = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            mask |= int(line.split()[1], 16)
+    return mask
+
+
+def test_a_stopped_store_is_not_signalled_until_it_runs(data_dir):
+    """No user left while the store is SIGSTOPped: the watchdog leaves it alone (no
+    SIGTERM queued for it); once it runs again, it is stopped."""
+    user = _user(data_dir)
+    store = _store_pid(data_dir)
+    os.kill(store, signal.SIGSTOP)
+    try:
+        _end(user)
+        time.sleep(4 * watchdog.POLL)  # several looks of the watchdog
+        assert store_pids(data_dir) == [store]
+        assert not _pending(store) & (1 << (signal.SIGTERM - 1))
+        _watchdog_pid(data_dir)  # still there, waiting
+    finally:
+        os.kill(store, signal.SIGCONT)
+    assert _wait_nothing_left(data_dir) == {}
+
+
+def test_a_killed_watchdog_is_replaced_by_the_next_user(data_dir):
+    first = _user(data_dir)
+    try:
+        dog = _watchdog_pid(data_dir)
+        os.kill(dog, signal.SIGKILL)
+        deadline = time.monotonic() + GONE_WITHIN
+        while Path(f"/proc/{dog}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # reparented to init, which reaps it
+        second = _user(data_dir)
+        try:
+            assert _watchdog_pid(data_dir) != dog
+        finally:
+            _end(second)
+    finally:
+        _end(first)
+    assert _wait_nothing_left(data_dir) == {}
