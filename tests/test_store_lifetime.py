@@ -139,7 +139,11 @@ def _children(pid: int) -> list[int]:
 # --- the service itself (with its lifespan) --------------------------------------------
 
 
-async def test_sigkill_of_uvicorn_leaves_no_store(make_user, data_dir):
+@pytest.mark.parametrize(
+    "how", [signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV], ids=["sigkill", "sigterm", "crash"]
+)
+async def test_uvicorn_ended_leaves_no_store(make_user, data_dir, how):
+    """SIGKILL and a crash (SIGSEGV) run no hook at all; SIGTERM runs the lifespan's."""
     user = await make_user()
     server = _server(data_dir)
     with server:
@@ -147,8 +151,8 @@ async def test_sigkill_of_uvicorn_leaves_no_store(make_user, data_dir):
         assert store_pids(data_dir) == [_store_pid(data_dir)]
         _watchdog_pid(data_dir)
         assert server.process is not None
-        server.process.kill()
-        server.process.wait()
+        server.process.send_signal(how)
+        server.process.wait(timeout=15)
         assert _wait_nothing_left(data_dir) == {}
 
 
