@@ -7,8 +7,8 @@ per data folder, tries for an exclusive lock on that file every :data:`POLL` sec
 process that is stalled (SIGSTOP) still holds its lock: stalled is not dead.
 
 When it gets the lock nobody uses the store. It then takes ``valkey.lock``, which a new
-user must hold to join (and to start a store), checks again, sends SIGTERM to the store's
-processes (those holding ``valkey.owner`` open: never a pid read from a file) and waits
+user must hold to join (and to start a store), checks again, sends SIGTERM to the store
+(a process holding ``valkey.owner`` open: never a pid read from a file alone) and waits
 until the owner lock is free before it lets go of ``valkey.lock``. So a user arriving at
 that moment waits, then finds no store and starts a new one: never a store that dies
 under it. A store that is itself stopped (SIGSTOP) is not signalled; it is stopped once
@@ -91,6 +91,26 @@ def _names(link: str, path: str, target: os.stat_result) -> bool:
     return (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino)
 
 
+def servers(data_dir: Path) -> list[int]:
+    """The store's server process(es): holders of ``valkey.owner`` that are the pid in
+    ``valkey.pid`` or carry valkey's process title (``... unixsocket:PATH``). Never a
+    process that only has the file open for a moment to probe its lock (a service's
+    ``server_lives()``, a test); the AOF rewrite child goes with its parent."""
+    try:
+        named = int((data_dir / "valkey.pid").read_text().strip())
+    except (OSError, ValueError):
+        named = None
+    found = []
+    for pid in holders(data_dir / OWNER):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid == named or b"unixsocket:" in title:
+            found.append(pid)
+    return found
+
+
 def _stopped(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -104,7 +124,7 @@ def stop(data_dir: Path) -> bool:
 
     ``valkey.lock`` held by the caller. A store that is stopped (SIGSTOP) is left alone.
     """
-    pids = holders(data_dir / OWNER)
+    pids = servers(data_dir)
     if any(_stopped(pid) for pid in pids):
         return False
     for pid in pids:

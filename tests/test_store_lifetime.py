@@ -426,3 +426,31 @@ def test_a_killed_watchdog_is_replaced_by_the_next_user(data_dir):
     finally:
         _end(first)
     assert _wait_nothing_left(data_dir) == {}
+
+
+def test_a_process_probing_the_owner_file_is_never_signalled(data_dir):
+    """Processes open ``valkey.owner`` for a moment to probe its lock (a worker's
+    server_lives()): the watchdog stops the store, and only the store, even while one
+    has it open."""
+    user = _user(data_dir)
+    # the path goes by stdin: the prober's command line must not name the folder
+    prober = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; f = open(input()); print('open', flush=True); time.sleep(60)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert prober.stdin is not None
+        prober.stdin.write(f"{data_dir / watchdog.OWNER}\n")
+        prober.stdin.flush()
+        assert prober.stdout is not None and prober.stdout.readline().strip() == "open"
+        _end(user)
+        assert _wait_nothing_left(data_dir) == {}
+        assert prober.poll() is None, "the watchdog signalled a process that is not the store"
+    finally:
+        _end(prober)
