@@ -12,8 +12,12 @@ requests fail closed with 503 and nobody starts a second one; a server that died
 OOM) is started again by the first process that notices. Pid reuse cannot fool a lock,
 and a server someone else started on the same socket does not hold it.
 
-``valkey.lock`` serialises starts; each using process holds a shared lock on
-``valkey.users`` for its life, and the last one to release shuts the server down.
+``valkey.lock`` serialises starts and joins. Each process that uses the server holds a
+shared lock on ``valkey.users`` for its life (taken when it first needs the store, never at
+import); the kernel drops it however the process ends. A watchdog started with the server
+(authapi/watchdog.py, detached in its own session) stops the server within seconds of the
+last lock going: after SIGTERM, SIGKILL or a crash of the service, with or without the
+ASGI lifespan. :func:`release` (the lifespan's shutdown) only makes that immediate.
 
 Everything here blocks (file locks, a sync client, waiting for the server): async code
 calls it through ``asyncio.to_thread`` (store.py, lifespan.py), only when the store is
@@ -26,11 +30,13 @@ import atexit
 import fcntl
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +47,9 @@ from urllib.parse import quote
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
-from authapi import datadir
+from authapi import datadir, watchdog
+
+logger = logging.getLogger("authapi")
 
 START_TIMEOUT = 15.0
 _SUN_PATH_LIMIT = 100
@@ -196,8 +204,7 @@ def _listening(sock: Path) -> bool:
     return True
 
 
-def _open_private(path: Path) -> IO[str]:
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+_open_private = watchdog.open_private
 
 
 def _start(data_dir: Path, owner_fd: int) -> None:
@@ -240,18 +247,53 @@ def _with_start_lock(data_dir: Path) -> bool:
     return True
 
 
+def _join(data_dir: Path) -> None:
+    """Hold the shared ``valkey.users`` lock for the rest of this process. Lock held."""
+    if data_dir in _users:
+        return
+    users = _open_private(data_dir / watchdog.USERS)  # noqa: SIM115 - held for life
+    fcntl.flock(users, fcntl.LOCK_SH)
+    _users[data_dir] = users
+    atexit.register(release, data_dir)
+
+
+def _watch(data_dir: Path) -> None:
+    """Start the folder's watchdog unless one runs. Lock held (no watchdog can end meanwhile
+    without having let go of its claim first)."""
+    if watchdog.watched(data_dir):
+        return
+    try:
+        subprocess.run(
+            [sys.executable, "-I", "-S", watchdog.__file__, str(data_dir)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            timeout=START_TIMEOUT,
+        )  # returns once the watchdog holds its claim and runs in its own session
+    except (OSError, subprocess.SubprocessError):
+        logger.warning(
+            "could not start the embedded store's watchdog (%s -I -S %s): the server may "
+            "outlive the service",
+            sys.executable,
+            watchdog.__file__,
+        )
+
+
 def ensure(data_dir: Path) -> str:
-    """Start the data folder's server unless it runs; return its URL (with the password)."""
+    """Start the data folder's server unless it runs; return its URL (with the password).
+
+    From here on this process counts as a user of the server until it ends or calls
+    :func:`release`.
+    """
     with _lock:
         data_dir = datadir.prepare(data_dir)
-        with _open_private(data_dir / "valkey.lock") as start_lock:
+        with _open_private(data_dir / watchdog.LOCK) as start_lock:
             fcntl.flock(start_lock, fcntl.LOCK_EX)
-            if data_dir not in _users:
-                users = _open_private(data_dir / "valkey.users")  # noqa: SIM115 - held for life
-                fcntl.flock(users, fcntl.LOCK_SH)
-                _users[data_dir] = users
-                atexit.register(release, data_dir)
+            _join(data_dir)
             _with_start_lock(data_dir)
+            _watch(data_dir)
             return url(data_dir)
 
 
@@ -261,34 +303,24 @@ def revive(data_dir: Path) -> bool:
         data_dir = Path(data_dir).resolve()
         if server_lives(data_dir):
             return False
-        with _open_private(data_dir / "valkey.lock") as start_lock:
+        with _open_private(data_dir / watchdog.LOCK) as start_lock:
             fcntl.flock(start_lock, fcntl.LOCK_EX)
-            if _with_start_lock(data_dir):
-                return True
-            return _answers(data_dir)  # another process started it meanwhile
+            _join(data_dir)
+            started = _with_start_lock(data_dir)
+            _watch(data_dir)
+            return started or _answers(data_dir)  # or another process started it meanwhile
 
 
 def release(data_dir: Path) -> None:
-    """Stop using the server; the last process to stop shuts it down."""
+    """Stop using the server; if this was the last user, stop it now (else the watchdog
+    does within seconds, and it exits once it sees no user and no server)."""
     with _lock:
         users = _users.pop(data_dir, None)
         if users is None:
             return
-        with _open_private(data_dir / "valkey.lock") as start_lock:
+        with _open_private(data_dir / watchdog.LOCK) as start_lock:
             fcntl.flock(start_lock, fcntl.LOCK_EX)
             users.close()
-            with _open_private(data_dir / "valkey.users") as probe:
-                try:
-                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return  # another process still uses it
-                if server_lives(data_dir):
-                    _shutdown(data_dir)
-
-
-def _shutdown(data_dir: Path) -> None:
-    try:
-        with _client(data_dir, 10.0) as client:
-            client.shutdown()
-    except redis.RedisError:
-        pass  # SHUTDOWN closes the connection: that is its answer
+            with _open_private(data_dir / watchdog.USERS) as probe:
+                if watchdog.try_lock(probe) and not watchdog.owner_free(data_dir):
+                    watchdog.stop(data_dir)
