@@ -14,9 +14,14 @@ from ninja import Schema
 from pydantic import Field, StrictStr, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from authapi.errors import BadRequest, InvalidBody, PayloadTooLarge, UnsupportedMediaType
+from authapi.errors import (
+    MAX_BODY,
+    BadRequest,
+    InvalidBody,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
-MAX_BODY = 16 * 1024
 M = TypeVar("M", bound=Schema)
 
 

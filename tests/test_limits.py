@@ -18,9 +18,9 @@ from django.test import override_settings
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from authapi import limits
-from authapi.limits import RequestLimits
-from authapi.schemas import MAX_BODY
+from authapi.asgi import limits
+from authapi.asgi.limits import RequestLimits
+from authapi.errors import MAX_BODY
 from project.asgi import application
 from tests.conftest import ROOT, LiveServer
 

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authapi import events, metrics
+from authapi.asgi.instrument import instrument
 from authapi.errors import StoreUnavailable
 from project.asgi import django_application
 from tests.conftest import PASSWORD, LiveServer, bearer, login
@@ -157,7 +158,7 @@ async def test_store_round_trips_are_timed_and_failures_counted_by_kind():
 
 
 async def test_request_durations_are_labelled_by_route_never_by_path():
-    app = metrics.instrument(django_application)
+    app = instrument(django_application)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50020))
     secret_sid = "A" * 22
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:

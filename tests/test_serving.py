@@ -137,7 +137,7 @@ async def test_an_unknown_host_is_refused_as_json(client):
 
 
 async def test_https_mode_redirects_and_sends_hsts():
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     https = dict(
         SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
@@ -291,7 +291,7 @@ async def test_a_body_over_the_limit_is_refused_by_the_handler_itself():
     body past 16 KiB is refused as JSON once it passes the limit; the rest is never read."""
     import json
 
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     chunk = {"type": "http.request", "body": b"x" * 4096, "more_body": True}
     scope = _scope(
@@ -309,7 +309,7 @@ async def test_a_body_over_the_limit_is_refused_by_the_handler_itself():
 async def test_a_query_string_that_is_not_utf8_is_a_json_400():
     import json
 
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     scope = _scope("/api/auth/me", query=b"a=%ff\xff")
     sent = await _call(api_handler(), scope, [{"type": "http.request", "body": b""}])
@@ -373,7 +373,7 @@ async def test_more_sync_requests_than_threads_wait_and_loop_only_ones_do_not(cl
     database.)"""
     import asyncio
 
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     pair = await login(client, user)
     auth = bearer(pair["access"])
@@ -409,7 +409,7 @@ async def test_the_admin_is_still_the_admin_under_a_root_path():
 
 
 def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     order: list[str] = []
     monkeypatch.setattr(sync_threads, "tidy", lambda: order.append("tidy"))
@@ -435,7 +435,7 @@ def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
 
 
 def test_a_call_that_finds_every_thread_out_runs_on_the_next_one_given_back():
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     pool = sync_threads.SyncThreads(1)
     first, second, third = pool.lend(), pool.lend(), pool.lend()

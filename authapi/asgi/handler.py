@@ -1,25 +1,22 @@
-"""The API's ASGI handler: Django's request, URL resolution and middleware chain, without
-what ``ASGIHandler`` adds to every request and an API does not need.
+"""The lean path's ASGI handler: Django's own ``ASGIHandler``, with a ``handle`` that adds
+nothing an API's request does not need.
 
-``django.core.handlers.asgi.ASGIHandler`` spools each body into a
-``SpooledTemporaryFile``, runs the view as a second task beside a task that waits for the
-client to go away, and closes the response with ``sync_to_async(response.close)``: a
-thread hop per request, even for a view that never leaves the event loop (a third of a
-claims-only route's samples were that hop). This handler is built from Django's public
-pieces instead (``BaseHandler`` with ``load_middleware(is_async=True)``, ``ASGIRequest``,
-``get_response_async``, the request signals), not a subclass:
+A subclass, so what Django does it does the same way on every Django line: the request
+(``create_request``), the view (``run_get_response``), the answer on the wire
+(``send_response``: headers, cookies in the encoding of the running Django, streaming,
+``FileResponse`` chunking), the script prefix. Its ``handle`` differs in three ways:
 
-- the body (bounded: ``authapi.schemas.MAX_BODY``) is read into memory once;
+- the body (bounded by :data:`authapi.asgi.limits.MAX_BODY`) is read into memory once,
+  not spooled into a temporary file;
+- no thread hop for what need not leave the loop: the request signals go to their
+  receivers with this class as sender, sync receivers in one hop, but Django's own
+  connection and cache tidying receivers (connected for every sender and left so) are
+  not called here, because the lean path tidies the threads it lends itself
+  (:mod:`authapi.asgi.threads`); the response's resource closers run on the loop;
 - the view runs in the request's own task, beside one watcher that cancels it when the
-  client goes away (Django's rule: the view hears ``CancelledError``), while it works and
-  while a streaming answer is sent;
-- the request signals are sent with ``asend``, with this class as their sender, and only
-  when someone listens: async receivers run on the loop, sync ones in one hop to the
-  request's thread, as Django would. Django's own receivers are connected for every
-  sender; :func:`authapi.serving.serve` takes them over, so with it nobody listens by
-  default and a request pays nothing for the signals.
+  client goes away (Django's rule: the view hears ``CancelledError``).
 
-Used by :func:`authapi.serving.serve` for every path but the admin's and static files.
+Used by :func:`authapi.asgi.serving.serve` for the service's own paths only.
 """
 
 from __future__ import annotations
@@ -27,53 +24,61 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextlib import aclosing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import UserSettingsHolder, settings
 from django.core import signals
-from django.core.handlers.asgi import ASGIRequest, get_script_prefix
-from django.core.handlers.base import BaseHandler
-from django.http import FileResponse, HttpResponseBase
-from django.test.utils import override_settings
+from django.core.cache import close_caches
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler, reset_urlconf
+from django.db import close_old_connections, reset_queries
+from django.dispatch import Signal
+from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
-from authapi import limits
+from authapi.asgi import limits
+from authapi.asgi.types import Receive, Scope
 
 logger = logging.getLogger("django.request")
-CHUNK = 2**16  # FileResponse block size, as ASGIHandler.chunk_size
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+# Django's own request-signal receivers: on this path their work is the lent threads'.
+DJANGO_TIDYING = frozenset({close_old_connections, reset_queries, close_caches, reset_urlconf})
 
 
-def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
-    """As ASGIHandler.send_response: header case kept, cookies as Set-Cookie lines."""
-    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
-    for cookie in response.cookies.values():
-        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
-    return headers
+@contextmanager
+def _middleware(middleware: list[str]) -> Iterator[None]:
+    """``settings.MIDDLEWARE`` reads as ``middleware`` while the handler loads its chain
+    (once, at construction; what ``load_middleware`` reads is that setting)."""
+    wrapped = settings._wrapped  # type: ignore[misc]
+    holder = UserSettingsHolder(wrapped)
+    holder.MIDDLEWARE = middleware
+    settings._wrapped = holder
+    try:
+        yield
+    finally:
+        settings._wrapped = wrapped
 
 
-async def _stream(response: HttpResponseBase, send: Send) -> None:
-    parts: Any = aiter(response)  # type: ignore[arg-type]
-    async with aclosing(parts) as content:
-        async for part in content:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
-    await send({"type": "http.response.body"})
+async def send_signal(signal: Signal, **named: Any) -> None:
+    """``signal.asend(sender=APIHandler, **named)`` without Django's tidying receivers."""
+    if not signal.has_listeners(APIHandler):
+        return
+    sync_receivers, async_receivers = signal._live_receivers(APIHandler)
+    sync_receivers = [r for r in sync_receivers if r not in DJANGO_TIDYING]
+    if sync_receivers:
 
+        def run() -> None:
+            for receiver in sync_receivers:
+                receiver(signal=signal, sender=APIHandler, **named)
 
-async def _send(response: HttpResponseBase, send: Send) -> None:
-    start = {"type": "http.response.start", "status": response.status_code}
-    start["headers"] = _headers(response)
-    await send(start)
-    if response.streaming:
-        await _stream(response, send)
-    else:
-        await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
+        await sync_to_async(run)()
+    if async_receivers:
+        await asyncio.gather(
+            *(r(signal=signal, sender=APIHandler, **named) for r in async_receivers)
+        )
 
 
 class _Watcher:
@@ -95,32 +100,42 @@ class _Watcher:
 
 
 async def _finish(response: HttpResponseBase | None) -> None:
-    """Close the answer and announce the end, as Django does, without a thread hop when
-    nobody listens: closing runs its resource closers (request.close among them)."""
-    if response is None:  # no answer (the client left while the view worked)
-        if signals.request_finished.has_listeners(APIHandler):
-            await signals.request_finished.asend(sender=APIHandler)
-        return
-    response._handler_class = APIHandler  # type: ignore[attr-defined]  # close()'s sender
-    if response.streaming or signals.request_finished.has_listeners(APIHandler):
-        # a stream's closers may block, and so may a project's sync receivers: the thread
-        await sync_to_async(response.close)()
-    else:
-        response.close()  # closers only: request_finished has no receiver to run
+    """What ``response.close()`` does (its resource closers, request.close among them,
+    then ``request_finished``), with the signal as :func:`send_signal` sends it. A
+    stream's closers may block: they run on a thread."""
+    if response is not None:
+        closers = list(response._resource_closers)  # type: ignore[attr-defined]
+        response._resource_closers.clear()  # type: ignore[attr-defined]
+        answer = response
+
+        def close() -> None:
+            for closer in closers:
+                try:
+                    closer()
+                except Exception:
+                    pass  # as HttpResponseBase.close
+            answer.closed = True
+
+        if response.streaming:
+            await sync_to_async(close)()
+        else:
+            close()
+    await send_signal(signals.request_finished)
 
 
-class APIHandler:
+class APIHandler(ASGIHandler):
     """An ASGI app serving Django's URLconf through ``middleware`` (a MIDDLEWARE list)."""
 
     def __init__(self, middleware: list[str]) -> None:
-        self.base = BaseHandler()
-        # load_middleware reads settings.MIDDLEWARE: the API's list stands in meanwhile.
-        with override_settings(MIDDLEWARE=middleware):
-            self.base.load_middleware(is_async=True)
+        BaseHandler.__init__(self)
+        with _middleware(middleware):
+            self.load_middleware(is_async=True)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            raise ValueError(f"APIHandler serves http, not {scope['type']}")
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        # serve() routes only http here, inside a ThreadSensitiveContext of its own
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
         try:
             body = await limits.read_body(receive)
         except limits.BodyTooLarge:
@@ -129,25 +144,20 @@ class APIHandler:
         if body is None:
             return  # the client went away before its body arrived
         set_script_prefix(get_script_prefix(scope))
-        if signals.request_started.has_listeners(APIHandler):
-            await signals.request_started.asend(sender=APIHandler, scope=scope)
-        try:
-            request = ASGIRequest(scope, io.BytesIO(body))
-        except UnicodeDecodeError:  # the query string (RequestLimits refuses it first)
-            logger.warning("Bad Request (UnicodeDecodeError)", extra={"status_code": 400})
+        await send_signal(signals.request_started, scope=scope)
+        request, error = self.create_request(scope, io.BytesIO(body))
+        if request is None:  # a query string that is not UTF-8: Django's 400, in JSON
             await limits.answer(send, limits.BAD_QUERY)
-            await _finish(None)
+            await _finish(error)
             return
         watcher = _Watcher(receive)
         response: HttpResponseBase | None = None
         heard = False  # whether the watcher's cancellation reached us as CancelledError
         try:
-            response = await self.base.get_response_async(request)
-            if isinstance(response, FileResponse):
-                response.block_size = CHUNK  # as Django: the server does the chunking
+            response = await self.run_get_response(request)
             if not response.streaming:
                 watcher.stop()  # a buffered answer goes out whole, or to nobody
-            await _send(response, send)
+            await self.send_response(response, send)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not watcher.gone or current is None or current.uncancel() > 0:

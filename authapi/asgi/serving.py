@@ -1,150 +1,123 @@
-"""Opt-in fast serving for ASGI: no OS thread started per request, and API paths through
-only the middleware an API needs. ``project/asgi.py`` uses it; the app works without it.
+"""Opt-in fast serving for the service's own paths; every other path is Django's.
 
-Django's ASGI handler enters a new ``ThreadSensitiveContext`` per request: the first sync
-call inside (a request signal's receiver, any ORM call) starts an OS thread, and leaving
-the context joins it, while the event loop waits in ``Thread.start`` (58% of ``/me``'s
-loop samples). :func:`serve` enters a context first, with a single-thread executor lent
-from a pool for the request (asgiref's ``ThreadSensitiveContext(executor=...)``); Django's
-own context then nests into it. One request's sync code still runs on one thread, the
-threads outlive requests, and so do their database connections (``CONN_MAX_AGE``):
-Django's per-request ``close_old_connections`` runs on the thread after the request that
-used it, instead of as a thread hop at the start and end of every request. Requests that
-reach Django by another way (its own handler, the test client) get Django's receivers'
-work done as before.
+``application = serve(get_asgi_application())`` changes nothing for a host's own views:
+a path the app does not own goes to Django's handler as given, with
+``settings.MIDDLEWARE`` (sessions, CSRF, ``request.user``, whatever the host adds), and
+Django's request-signal receivers stay connected for every sender, untouched.
 
-Every path but the admin's and static files (:data:`STOCK_PREFIXES`) goes to
-:class:`authapi.handler.APIHandler` with :data:`API_MIDDLEWARE`: JSON errors, CORS, host
-validation and security headers, all on the event loop; the API, the JWKS, ``/health``
-and the project's own Ninja routes. A request there that stays on the loop (a
-claims-only route, ``/me``) touches no thread at all: its lent thread is only tidied if
-it ran something. The admin and static files keep Django's handler and
-``settings.MIDDLEWARE``.
+The app owns what its URLconf entries resolve to: the Ninja API of ``authapi.urls``
+(namespace ``authapi``: ``/api/auth/...``, ``/api/token/...``, the docs, ``/health``,
+``/.well-known/...``), the ``/metrics`` view, and the Ninja APIs a project hands over
+(``serve(app, apis=[my_api])``). Ownership is decided by Django's own resolver on the
+path Django's own request would see (script prefix and ``--root-path`` included), once
+per path (bounded cache).
+
+An owned path goes through :class:`authapi.asgi.limits.RequestLimits` (413 before
+reading, 408, 431) to :class:`authapi.asgi.handler.APIHandler` with
+:data:`API_MIDDLEWARE` (JSON errors, CORS, host validation and security headers, all on
+the event loop), in a ``ThreadSensitiveContext`` whose sync calls borrow a long-lived
+thread one call at a time (:mod:`authapi.asgi.threads`): no OS thread started per
+request, and no thread held while the request waits for the client, the hashing pool or
+the store.
+
+A WebSocket is refused (closed before accepting: 403), never a traceback; the documented
+launch lines pass ``--ws none`` as nothing here speaks it.
 """
 
 from __future__ import annotations
 
-import contextvars
+import functools
+import io
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler, StaticFilesHandler
-from django.core import signals
-from django.core.cache import close_caches
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.core.handlers.base import reset_urlconf
-from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections, connections, reset_queries
-from django.urls import set_urlconf
+from asgiref.sync import ThreadSensitiveContext
+from django.core.handlers.asgi import ASGIRequest
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import get_resolver
 
-from authapi import sync_threads
-from authapi.handler import APIHandler
-from authapi.sync_threads import SyncThreads
+from authapi.asgi.handler import APIHandler
+from authapi.asgi.limits import RequestLimits
+from authapi.asgi.threads import SyncThreads
+from authapi.asgi.types import ASGIApp, Receive, Scope, Send
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
-
-# Paths that keep Django's full stack (sessions, CSRF, messages): the admin and static files.
-STOCK_PREFIXES = ("/admin/", "/static/")
 API_MIDDLEWARE = [
     "authapi.middleware.json_errors",
     "corsheaders.middleware.CorsMiddleware",
     "authapi.middleware.api_security",
 ]
-
-
-# True inside a request that serve() handles: its lent thread is tidied on release.
-_serving: contextvars.ContextVar[bool] = contextvars.ContextVar("authapi_serving", default=False)
-
-
-async def _request_started(**kwargs: Any) -> None:
-    """Django's request_started receivers, for its own handler's requests: on the loop
-    within serve() (their work happens on release), else as Django does them."""
-    if not _serving.get():
-        await sync_to_async(sync_threads.tidy)()
-
-
-def _close_connections() -> None:
-    close_caches()
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close()
-
-
-async def _request_finished(**kwargs: Any) -> None:
-    """Django's request_finished receivers, for its own handler's requests.
-
-    Outside serve() Django's plain ASGI handler runs each request's sync work on a thread
-    of its own, which ends with the request, so a connection kept for CONN_MAX_AGE there
-    would only leak: close it (and the caches, as Django does).
-    """
-    set_urlconf(None)
-    if not _serving.get():
-        await sync_to_async(_close_connections)()
-
-
-# Django's own servers' handlers: they still get what Django's receivers did. (The test
-# clients manage connections themselves: they take Django's receivers off around each
-# request and put them back after.)
-DJANGO_HANDLERS = (ASGIHandler, ASGIStaticFilesHandler, WSGIHandler, StaticFilesHandler)
-
-
-def _take_over_request_signals() -> None:
-    """Django's request-signal receivers (sync, for every sender) out; in their place,
-    async ones for Django's own handlers only (:data:`DJANGO_HANDLERS`). The API
-    handler's requests then have no listener unless the project adds one, and their
-    tidying is done on the lent threads (:mod:`authapi.sync_threads`)."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_started.disconnect(reset_queries)
-    signals.request_finished.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_caches)
-    signals.request_finished.disconnect(reset_urlconf)
-    for handler in DJANGO_HANDLERS:
-        signals.request_started.connect(
-            _request_started, sender=handler, dispatch_uid="authapi.request_started"
-        )
-        signals.request_finished.connect(
-            _request_finished, sender=handler, dispatch_uid="authapi.request_finished"
-        )
+NAMESPACE = "authapi"  # authapi.api.api's urls_namespace
+VIEWS = "authapi.views"  # the module of the app's plain views (/metrics)
 
 
 def api_handler() -> APIHandler:
-    """The API's ASGI handler: Django's URLconf through :data:`API_MIDDLEWARE`."""
+    """The lean handler: Django's URLconf through :data:`API_MIDDLEWARE`."""
     return APIHandler(API_MIDDLEWARE)
+
+
+@functools.lru_cache(maxsize=4096)  # bounded, whatever paths clients send
+def _resolves_to(root_path: str, path: str) -> tuple[str, ...] | None:
+    """The namespaces (plus a marker for the app's plain views) that ``path`` resolves to,
+    or None where it resolves to nothing. The path is cut as Django's request cuts it."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": root_path}
+    try:
+        path_info = ASGIRequest(scope, io.BytesIO()).path_info
+        match = get_resolver().resolve(path_info)
+    except Exception:  # Resolver404, or a path Django cannot even parse
+        return None
+    owners = tuple(match.namespaces)
+    if getattr(match.func, "__module__", None) == VIEWS:
+        owners += (VIEWS,)
+    return owners
+
+
+@receiver(setting_changed)
+def _new_urls(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"ROOT_URLCONF", "FORCE_SCRIPT_NAME"}:
+        _resolves_to.cache_clear()
+
+
+def owner(scope: Scope, namespaces: frozenset[str]) -> bool:
+    """Whether the http ``scope`` is for one of the app's own paths."""
+    owners = _resolves_to(str(scope.get("root_path", "")), str(scope["path"]))
+    return owners is not None and any(name in namespaces for name in owners)
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Close a WebSocket before accepting it (the server answers the upgrade 403)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def serve(
     django_app: Any,
     *,
-    api: Any = None,
+    apis: Iterable[Any] = (),
     threads: int | None = None,
-    stock: tuple[str, ...] = STOCK_PREFIXES,
+    handler: Any = None,
 ) -> ASGIApp:
-    """Wrap Django's ASGI application: API paths to the lean handler, paths under
-    ``stock`` (after the script prefix) to ``django_app`` itself; a lent thread each."""
-    lean = api or api_handler()
+    """Wrap Django's ASGI application: the app's own paths (and those of the Ninja APIs
+    in ``apis``) to the lean handler, every other path to ``django_app`` untouched."""
+    lean = RequestLimits(handler or api_handler())
     pool = SyncThreads(threads or min(32, (os.cpu_count() or 1) + 4))
-    # Their work now happens on the lent thread, queued around its requests (sync_threads).
-    _take_over_request_signals()
+    namespaces = frozenset({NAMESPACE, VIEWS, *(api.urls_namespace for api in apis)})
 
-    async def application(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and owner(scope, namespaces):
+            lent = pool.lend()
+            try:
+                async with ThreadSensitiveContext(executor=lent):
+                    await lean(scope, receive, send)
+            finally:
+                lent.release()
+        elif kind == "websocket":
+            await refuse_websocket(receive, send)
+        else:
             await django_app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        prefix = get_script_prefix(scope)  # uvicorn puts --root-path into "path" too
-        if prefix and path.startswith(prefix):
-            path = path[len(prefix.rstrip("/")) :]
-        target: Any = django_app if path.startswith(stock) else lean
-        lent = pool.lend()
-        token = _serving.set(True)
-        try:
-            async with ThreadSensitiveContext(executor=lent):
-                await target(scope, receive, send)
-        finally:
-            _serving.reset(token)
-            lent.release()
 
+    application.pool = pool  # type: ignore[attr-defined]  # tests, maintenance
     return application

@@ -1,28 +1,30 @@
-"""Long-lived threads for requests' sync work, lent on first use.
+"""Long-lived threads for requests' sync work, lent one call at a time.
 
-Each request served by :func:`authapi.serving.serve` gets a :class:`Lent` executor for its
-``ThreadSensitiveContext``: nothing until its first sync call (an ORM query, a sync
-receiver), then one thread from the pool for the rest of the request, so Django's rule
-holds that one request's thread-sensitive code runs on one thread. A request that stays
-on the event loop never touches a thread, and never waits for one: a worker whose
-threads are all held (slow logins, a stalled database) still answers ``/health``, the
-access check and every loop-only route. There are at most ``size`` threads, made once;
-a request whose sync work finds them all out waits its turn (its call is queued, not
-its event loop), as a connection pool would: no thread is started per request under
-any load, and the database sees at most ``size`` connections a worker.
+Each request served by :func:`authapi.asgi.serving.serve` on its lean path gets a
+:class:`Lent` executor for its ``ThreadSensitiveContext``. A sync call (an ORM query, a
+sync receiver) takes a thread of the pool, and the thread goes back the moment nothing of
+that request runs on it any more: calls that overlap share one thread, so Django's rule
+holds that thread-sensitive code running at the same time runs on one thread. A request
+holds no thread while it waits for anything else: the client reading its answer, the
+password-hashing pool, the store. A request that stays on the event loop never touches a
+thread at all. There are at most ``size`` threads, made once; a call that finds them all
+out waits its turn (queued, not its event loop), as a connection pool would: no thread is
+started per request under any load, and the database sees at most ``size`` connections a
+worker.
 
 Database connections live on the threads (``CONN_MAX_AGE``) and are tidied there, as
-Django's request signals would: after a request that used the thread (``reset_queries``,
-``close_old_connections``, ``close_caches``), and before lending a thread that has been
-idle for a second or more, so a connection past its age is not reused. The tidying is
-queued on the thread itself: the request's own call runs after it, with no wait on the
-loop.
+Django's request signals would (:func:`tidy`: ``reset_queries``,
+``close_old_connections``, ``close_caches``) after each lending, and before lending a
+thread that has been idle for a second or more, so a connection past its age is not
+reused. The tidying is queued on the thread itself; nothing waits for it on the loop.
+Django's own request-signal receivers stay connected and untouched.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -65,13 +67,15 @@ class SyncThreads:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        # Calls end on the pool's threads: taking and giving back happen under this lock.
+        self.lock = threading.RLock()
         self._idle: list[_Thread] = []
         self._made = 0
         self._waiting: collections.deque[Lent] = collections.deque()
         _pools.append(self)
 
     def take(self, lent: Lent) -> _Thread | None:
-        """A thread for ``lent``, or None: it is queued, and ``_start`` gets one later."""
+        """A thread for ``lent``, or None: it is queued, and ``give`` hands it one later."""
         if self._idle:
             thread = self._idle.pop()
             if time.monotonic() - thread.idle_since >= IDLE_TIDY:
@@ -95,51 +99,64 @@ class SyncThreads:
     def lend(self) -> Lent:
         return Lent(self)
 
+    @property
+    def idle(self) -> int:
+        with self.lock:
+            return len(self._idle) + (self.size - self._made)
+
 
 class Lent(Executor):
-    """One request's executor: takes a thread of the pool at its first call, keeps it.
+    """One request's executor: a thread of the pool while one of its calls runs."""
 
-    Calls come one at a time (the request awaits each), so while it waits for a thread
-    at most one call is pending; it runs first thing on the thread it gets.
-    """
-
-    __slots__ = ("_pool", "thread", "_pending", "_released")
+    __slots__ = ("_pool", "thread", "_running", "_pending", "_released")
 
     def __init__(self, pool: SyncThreads) -> None:
         self._pool = pool
         self.thread: _Thread | None = None
+        self._running = 0  # calls submitted and not yet done
         self._pending: list[tuple[Future[Any], Callable[[], Any]]] = []
         self._released = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        if self.thread is None and not self._pending:
-            self.thread = self._pool.take(self)
-        if self.thread is not None:
-            return self.thread.submit(fn, *args, **kwargs)
-        waiting: Future[T] = Future()
-        self._pending.append((waiting, functools.partial(fn, *args, **kwargs)))
-        return waiting
+        future: Future[T]
+        with self._pool.lock:
+            if self.thread is None and not self._pending:
+                self.thread = self._pool.take(self)
+            self._running += 1
+            if self.thread is not None:
+                future = self.thread.submit(fn, *args, **kwargs)
+            else:
+                future = Future()
+                self._pending.append((future, functools.partial(fn, *args, **kwargs)))
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._pool.lock:
+            self._running -= 1
+            if self._running == 0 and self.thread is not None:
+                thread, self.thread = self.thread, None
+                self._pool.give(thread)
 
     def start(self, thread: _Thread) -> bool:
-        """The pool hands over ``thread``; False if this request no longer wants one."""
-        if self._released:
+        """The pool hands over ``thread``; False if no call of this request wants it."""
+        live = [(w, call) for w, call in self._pending if w.set_running_or_notify_cancel()]
+        self._pending.clear()
+        if not live:
             return False
         self.thread = thread
-        for waiting, call in self._pending:
-            if waiting.set_running_or_notify_cancel():
-                _chain(thread.submit(call), waiting)
-        self._pending.clear()
+        for waiting, call in live:
+            _chain(thread.submit(call), waiting)
         return True
 
     def release(self) -> None:
-        """The request is over: its thread (if it took one) goes back, to be tidied."""
-        self._released = True
-        for waiting, _ in self._pending:  # it gave up waiting (cancelled, disconnected)
+        """The request is over: calls still queued for a thread are dropped. A call still
+        running (its request cancelled meanwhile) gives the thread back when it ends."""
+        with self._pool.lock:
+            self._released = True
+            pending, self._pending = self._pending, []
+        for waiting, _ in pending:
             waiting.cancel()
-        self._pending.clear()
-        if self.thread is not None:
-            thread, self.thread = self.thread, None
-            self._pool.give(thread)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.release()
@@ -162,6 +179,9 @@ _pools: list[SyncThreads] = []
 
 def close_connections() -> None:
     """Close the database connections that idle threads keep (tests, maintenance)."""
-    waits = [t.submit(_close_all) for pool in _pools for t in pool._idle]
+    waits = []
+    for pool in _pools:
+        with pool.lock:
+            waits += [t.submit(_close_all) for t in pool._idle]
     for done in waits:
         done.result(timeout=10)
