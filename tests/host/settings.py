@@ -4,7 +4,7 @@ admin at /backoffice/; authapi installed as README says."""
 from tests.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.host.urls"
-SERVE_APIS: list[str] = []
+SERVE_APIS = []  # noqa: F405
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -14,7 +14,7 @@ def ip_guard(get_response: Any) -> Any:
         if request.path.startswith("/internal/"):
             if request.META.get("REMOTE_ADDR") not in settings.INTERNAL_IPS:
                 return HttpResponse("refused by the host's guard", status=403)
-        return get_response(request)  # type: ignore[no-any-return]
+        return get_response(request)
 
     return middleware
 
