@@ -143,3 +143,11 @@ def test_a_websocket_upgrade_is_refused_without_a_traceback(ws):
     output = Path(log.name).read_text()
     Path(log.name).unlink()
     assert "Traceback" not in output and "Exception" not in output, output
+
+
+def test_every_launch_line_turns_websockets_off():
+    serve = (ROOT / "scripts" / "serve").read_text().replace("\\\n", " ")
+    assert "--ws none" in next(x for x in serve.splitlines() if "uvicorn project.asgi" in x)
+    assert '"--ws", "none"' in (ROOT / "Dockerfile").read_text()
+    assert "--ws none" in (ROOT / "compose.yaml").read_text()  # the image's CMD, described
+    assert "--no-proxy-headers --ws none" in (ROOT / "README.md").read_text()
