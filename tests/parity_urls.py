@@ -7,7 +7,14 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import path, reverse
 from ninja import NinjaAPI
 
@@ -16,7 +23,7 @@ closed: list[str] = []  # what the streams' generators saw at their end
 
 
 @parity.get("/cookies")
-def cookies(request: HttpRequest) -> HttpResponse:
+def cookies(request: HttpRequest) -> HttpResponseBase:
     response = HttpResponse("cookies")
     response.set_cookie("plain", "value", max_age=60, httponly=True, samesite="Strict")
     response.set_cookie("spaced", 'a value; with "quotes", commas\\ and é', secure=True)
@@ -51,22 +58,22 @@ async def _endless() -> AsyncIterator[bytes]:
 
 
 @parity.get("/stream")
-def stream(request: HttpRequest) -> HttpResponse:
+def stream(request: HttpRequest) -> HttpResponseBase:
     return StreamingHttpResponse(_parts(), content_type="text/plain")
 
 
 @parity.get("/astream")
-def astream(request: HttpRequest) -> HttpResponse:
+def astream(request: HttpRequest) -> HttpResponseBase:
     return StreamingHttpResponse(_async_parts(), content_type="text/plain")
 
 
 @parity.get("/endless")
-def endless(request: HttpRequest) -> HttpResponse:
+def endless(request: HttpRequest) -> HttpResponseBase:
     return StreamingHttpResponse(_endless(), content_type="text/plain")
 
 
 @parity.get("/file")
-def file(request: HttpRequest) -> HttpResponse:
+def file(request: HttpRequest) -> HttpResponseBase:
     handle = tempfile.TemporaryFile()
     handle.write(b"0123456789" * 20000)
     handle.seek(0)
@@ -74,7 +81,7 @@ def file(request: HttpRequest) -> HttpResponse:
 
 
 @parity.get("/where")
-def where(request: HttpRequest) -> HttpResponse:
+def where(request: HttpRequest) -> HttpResponseBase:
     return JsonResponse(
         {
             "path": request.path,

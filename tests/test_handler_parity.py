@@ -6,6 +6,7 @@ away, the request signals). Run on each supported Django line (5.2 and 6.1)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consu
 
 
 @pytest.fixture(scope="module")
-def apps() -> dict[str, Any]:
+def apps() -> Iterator[dict[str, Any]]:
     from authapi.asgi.serving import serve
 
     with override_settings(ROOT_URLCONF="tests.parity_urls"):
