@@ -19,19 +19,35 @@ FLOOD_LOGINS = 40
 TIMEOUT = 10.0  # a request that takes this long counts as this long
 
 
+def _open_readers(port: int, count: int, path: str, sockets: list[socket.socket]) -> None:
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sockets.append(sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+
+
 @contextlib.contextmanager
 def slow_readers(port: int, count: int = SLOW_READERS, path: str = BIG_FILE) -> Iterator[int]:
     """``count`` connections that ask for a large file and never read a byte of it."""
     sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", port))
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-            sockets.append(sock)
+        _open_readers(port, count, path, sockets)
         time.sleep(1.0)  # the server has started on every answer and is stuck sending it
         yield len(sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+async def slow_readers_for(port: int, seconds: float, count: int = SLOW_READERS) -> int:
+    """:func:`slow_readers` for ``seconds``, without blocking the caller's loop."""
+    sockets: list[socket.socket] = []
+    try:
+        await asyncio.to_thread(_open_readers, port, count, BIG_FILE, sockets)
+        await asyncio.sleep(seconds)
+        return len(sockets)
     finally:
         for sock in sockets:
             sock.close()
