@@ -9,5 +9,3 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
 LOGGING = {**LOGGING, "loggers": {"authapi": {"level": "WARNING"}}}
 REST_FRAMEWORK = {"DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}
-# The benchmark's own Ninja API, handed to serve() (project/asgi.py) as a host would hand it.
-SERVE_APIS = ["bench.urls.ours"]

@@ -449,3 +449,16 @@ def test_a_call_that_finds_every_thread_out_runs_on_the_next_one_given_back():
     assert queued.result(5) == held  # the same one thread, handed over
     second.release()
     assert len(pool._idle) == 1 and pool._made == 1
+
+
+def test_long_paths_are_routed_without_being_kept():
+    """Ownership is cached per path, but a client's long paths never fill the cache."""
+    from authapi.asgi import serving
+
+    scope = {"type": "http", "path": "/api/auth/" + "x" * 5000, "root_path": ""}
+    before = serving._resolves_to.cache_info().currsize
+    for i in range(50):
+        scope["path"] = f"/{i}/" + "y" * 5000
+        assert not serving.owner(scope, frozenset({serving.NAMESPACE}))
+    assert serving._resolves_to.cache_info().currsize == before
+    assert serving.owner({"path": "/api/auth/me", "root_path": ""}, frozenset({"authapi"}))

@@ -36,7 +36,7 @@ def route_of(scope: Scope) -> str:
     root = str(scope.get("root_path", ""))
     if root and path.startswith(root):
         path = path[len(root) :]
-    return _route(path)
+    return _route(path) if len(path) <= 256 else _route.__wrapped__(path)  # bounded memory
 
 
 @receiver(setting_changed)

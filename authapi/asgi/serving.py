@@ -79,9 +79,16 @@ def _new_urls(*, setting: str, **kwargs: Any) -> None:
         _resolves_to.cache_clear()
 
 
+CACHED_PATH = 256  # characters: longer paths (rare, and maybe hostile) are not kept
+
+
 def owner(scope: Scope, namespaces: frozenset[str]) -> bool:
     """Whether the http ``scope`` is for one of the app's own paths."""
-    owners = _resolves_to(str(scope.get("root_path", "")), str(scope["path"]))
+    root_path, path = str(scope.get("root_path", "")), str(scope["path"])
+    if len(path) + len(root_path) <= CACHED_PATH:
+        owners = _resolves_to(root_path, path)
+    else:
+        owners = _resolves_to.__wrapped__(root_path, path)
     return owners is not None and any(name in namespaces for name in owners)
 
 

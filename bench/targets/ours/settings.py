@@ -5,3 +5,5 @@ from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "ours.urls"
 PASSWORD_HASHERS = ["benchhashers.BenchPBKDF2PasswordHasher"]
+# The user's own NinjaAPI, handed to serve() (project/asgi.py) as a host project would.
+SERVE_APIS = ["ours.urls.api"]
