@@ -21,4 +21,5 @@ EXPOSE 8000
 # exec form: uvicorn is PID 1 and gets SIGTERM itself, so a stop is graceful.
 CMD ["uvicorn", "project.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--http", "h11", "--h11-max-incomplete-event-size", "16384", \
-     "--timeout-keep-alive", "5", "--no-proxy-headers", "--timeout-graceful-shutdown", "20"]
+     "--timeout-keep-alive", "5", "--no-proxy-headers", "--ws", "none", \
+     "--timeout-graceful-shutdown", "20"]

@@ -36,14 +36,14 @@ _WHERE = {
     "StoreUnavailable": "authapi.errors",
     "TokenInvalid": "authapi.errors",
     "install_error_handlers": "authapi.api",
-    "serve": "authapi.serving",
+    "serve": "authapi.asgi.serving",
 }
 
 if TYPE_CHECKING:
     from authapi.api import install_error_handlers
+    from authapi.asgi.serving import serve
     from authapi.auth import AccessContext, JWTBearer, check_access, jwt_bearer
     from authapi.errors import AuthApiError, StoreUnavailable, TokenInvalid
-    from authapi.serving import serve
 
 
 def __getattr__(name: str) -> Any:

@@ -73,6 +73,9 @@ class InvalidBody(AuthApiError):
     detail = "The request body is not valid."
 
 
+MAX_BODY = 16 * 1024  # bytes of a request body: the one limit, checked where it is read
+
+
 class PayloadTooLarge(AuthApiError):
     status = 413
     code = "payload_too_large"

@@ -1,22 +1,25 @@
 """Prometheus metrics that add up across uvicorn workers.
 
-Each worker is its own process, so prometheus-client's multiprocess mode keeps every
-worker's values in memory-mapped files of one folder, and a scrape adds the files up.
-prometheus-client picks that mode when it is imported, from ``PROMETHEUS_MULTIPROC_DIR``:
-this module sets the variable first, hence the late imports below.
+Each worker is its own process, so the counts are kept as prometheus-client's
+multiprocess mode keeps them: in memory-mapped files of one folder, added up at a scrape.
 
-The folder is ``PROMETHEUS_MULTIPROC_DIR`` when the operator sets it (emptying it between
-runs is then theirs, as prometheus-client documents), else ``<data folder>/metrics``
-(0700), which this module empties itself: every process that counts holds a shared
-``flock`` on its ``.lock`` for as long as it lives, and one that can take the lock
-exclusively is alone, so the files there are a finished run's. Workers of one run (and a
-worker that uvicorn restarts) join the files; the first worker of the next run clears
-them. A dead worker's counts stay in the sum (they happened); its in-progress gauge is
-dropped at the next scrape (``mark_process_dead``), as nothing else sees it die.
+Importing this module (or ``django.setup()``) changes nothing outside it: no file, no
+environment variable, no lock. The metrics and their folder are made by :func:`start`:
+at the server's lifespan start-up (``authapi.asgi.lifespan``), else at the first event,
+request or scrape that needs them. The folder is ``PROMETHEUS_MULTIPROC_DIR`` when the
+operator set it before start (emptying it between runs is then theirs, as
+prometheus-client documents), else ``<data folder>/metrics`` (0700), which this module
+empties itself: every process that counts holds a shared ``flock`` on its ``.lock`` for
+as long as it lives, and one that can take the lock exclusively is alone, so the files
+there are a finished run's. Workers of one run (and a worker that uvicorn restarts) join
+the files; the first worker of the next run clears them. A dead worker's counts stay in
+the sum (they happened); its in-progress gauge is dropped at the next scrape
+(``mark_process_dead``), as nothing else sees it die. The folder is handed to
+prometheus-client directly (:func:`_values_in`), never through ``os.environ``.
 
 Counted from the security events (:func:`count`, called by ``events``), the store's round
-trips (:func:`timed_store`) and each HTTP request (:func:`instrument`, an ASGI wrapper).
-Label values come from fixed sets, never from the client: a scrape holds no token, no
+trips (:func:`timed_store`) and each HTTP request (``authapi.asgi.instrument``). Label
+values come from fixed sets, never from the client: a scrape holds no token, no
 password, no user id.
 """
 
@@ -26,21 +29,31 @@ import fcntl
 import functools
 import logging
 import os
-import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authapi import conf
 from authapi.errors import StoreUnavailable
 
 logger = logging.getLogger("authapi")
 
-ENV = "PROMETHEUS_MULTIPROC_DIR"
+ENV = "PROMETHEUS_MULTIPROC_DIR"  # read, never written
 _lock: int | None = None  # the .lock file descriptor, held (shared) until the process ends
 
 
@@ -61,41 +74,71 @@ def _join(folder: Path) -> None:
     _lock = fd
 
 
-def _prepare() -> Path | None:
-    """The folder of the shared files (set in the environment), or None: this process only."""
+def _values_in(folder: Path) -> type:
+    """prometheus-client's per-process memory-mapped value, in ``folder`` (as its
+    ``MultiProcessValue``, which can only read the folder from ``os.environ``)."""
+    files: dict[str, MmapedDict] = {}
+    lock = threading.Lock()
+    pid = os.getpid()
+
+    class FolderValue:
+        _multiprocess = True
+
+        def __init__(
+            self,
+            typ: str,
+            metric_name: str,
+            name: str,
+            labelnames: Any,
+            labelvalues: Any,
+            help_text: str,
+            multiprocess_mode: str = "",
+            **kwargs: Any,
+        ) -> None:
+            prefix = f"{typ}_{multiprocess_mode}" if typ == "gauge" else typ
+            with lock:
+                if prefix not in files:
+                    files[prefix] = MmapedDict(str(folder / f"{prefix}_{pid}.db"))  # type: ignore[no-untyped-call]
+                self._file = files[prefix]
+                self._key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
+                self._value, _ = self._file.read_value(self._key)  # type: ignore[no-untyped-call]
+
+        def inc(self, amount: float) -> None:
+            with lock:
+                self._value += amount
+                self._file.write_value(self._key, self._value, 0.0)  # type: ignore[no-untyped-call]
+
+        def set(self, value: float, timestamp: float | None = None) -> None:
+            with lock:
+                self._value = value
+                self._file.write_value(self._key, self._value, timestamp or 0.0)  # type: ignore[no-untyped-call]
+
+        def set_exemplar(self, exemplar: Any) -> None:
+            return  # as prometheus-client's multiprocess values
+
+        def get(self) -> float:
+            with lock:
+                return float(self._value)
+
+        def get_exemplar(self) -> None:
+            return None
+
+    return FolderValue
+
+
+def _folder() -> Path | None:
+    """The folder of the shared files, or None: this process only."""
     given = os.environ.get(ENV, "").strip()
     private = (conf.data_dir() / "metrics").resolve()
-    if "prometheus_client" in sys.modules and not given:
-        logger.warning(
-            "prometheus_client was imported before authapi.metrics without %s: each "
-            "worker reports only its own counts at /metrics",
-            ENV,
-        )
-        return None
     if given and Path(given).resolve() != private:
         folder = Path(given)  # the operator's: theirs to empty between runs
         folder.mkdir(parents=True, exist_ok=True)
         return folder
     _join(private)
-    os.environ[ENV] = str(private)  # inherited by a child of ours: it joins, never wipes
     return private
 
 
-FOLDER = _prepare()
-
-from prometheus_client import (  # noqa: E402  (after the environment is set)
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: E402
-from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: E402
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REGISTRY = CollectorRegistry()
 
 LOGIN_OUTCOMES = ("ok", "bad_credentials", "throttled", "account_changed")
 REFRESH_OUTCOMES = (
@@ -122,47 +165,91 @@ REVOCATION_CAUSES = (
 )
 STORE_ERRORS = ("connection", "timeout", "other")
 
-logins = Counter("authapi_logins", "Login attempts by outcome.", ["outcome"], registry=REGISTRY)
-refreshes = Counter(
-    "authapi_refreshes", "Refresh attempts by outcome.", ["outcome"], registry=REGISTRY
-)
-sessions_revoked = Counter(
-    "authapi_sessions_revoked", "Sessions ended, by cause.", ["cause"], registry=REGISTRY
-)
-store_errors = Counter(
-    "authapi_store_errors",
-    "Store calls that failed (answered 503), by kind.",
-    ["kind"],
-    registry=REGISTRY,
-)
-store_seconds = Histogram(
-    "authapi_store_duration_seconds",
-    "Store round trips (one script or command, retries included).",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-    registry=REGISTRY,
-)
-request_seconds = Histogram(
-    "authapi_http_request_duration_seconds",
-    "HTTP requests, from the first byte the app sees to the last it sends.",
-    ["route", "method", "status"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=REGISTRY,
-)
-in_progress = Gauge(
-    "authapi_http_requests_in_progress",
-    "HTTP requests being served now.",
-    registry=REGISTRY,
-    multiprocess_mode="livesum",
-)
-# Every series exists from the start, at 0: an alert on rate() needs no first event.
-for _outcome in LOGIN_OUTCOMES:
-    logins.labels(_outcome)
-for _outcome in REFRESH_OUTCOMES:
-    refreshes.labels(_outcome)
-for _cause in REVOCATION_CAUSES:
-    sessions_revoked.labels(_cause)
-for _error in STORE_ERRORS:
-    store_errors.labels(_error)
+
+class Metrics:
+    """The service's metrics, in ``folder`` (shared by the workers) or in memory (None)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        registry = self.registry = CollectorRegistry()
+        self.logins = Counter(
+            "authapi_logins", "Login attempts by outcome.", ["outcome"], registry=registry
+        )
+        self.refreshes = Counter(
+            "authapi_refreshes", "Refresh attempts by outcome.", ["outcome"], registry=registry
+        )
+        self.sessions_revoked = Counter(
+            "authapi_sessions_revoked", "Sessions ended, by cause.", ["cause"], registry=registry
+        )
+        self.store_errors = Counter(
+            "authapi_store_errors",
+            "Store calls that failed (answered 503), by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.store_seconds = Histogram(
+            "authapi_store_duration_seconds",
+            "Store round trips (one script or command, retries included).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "authapi_http_request_duration_seconds",
+            "HTTP requests, from the first byte the app sees to the last it sends.",
+            ["route", "method", "status"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "authapi_http_requests_in_progress",
+            "HTTP requests being served now.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        # Every series exists from the start, at 0: an alert on rate() needs no first event.
+        for outcome in LOGIN_OUTCOMES:
+            self.logins.labels(outcome)
+        for outcome in REFRESH_OUTCOMES:
+            self.refreshes.labels(outcome)
+        for cause in REVOCATION_CAUSES:
+            self.sessions_revoked.labels(cause)
+        for kind in STORE_ERRORS:
+            self.store_errors.labels(kind)
+
+
+_metrics: Metrics | None = None
+_starting = threading.Lock()
+
+
+def start() -> Metrics:
+    """Make the metrics (once): join or empty the folder, count there from now on."""
+    global _metrics
+    with _starting:
+        if _metrics is None:
+            folder = _folder()
+            if folder is not None and not os.environ.get(ENV, "").strip():
+                # prometheus-client makes each labelled series' value when it first
+                # appears: from here on, in the folder. (With ENV set before it was
+                # imported, it does that itself.)
+                values.ValueClass = _values_in(folder)
+            _metrics = Metrics(folder)
+    return _metrics
+
+
+def get() -> Metrics:
+    """The metrics, started on first use."""
+    return _metrics or start()
+
+
+def __getattr__(name: str) -> Any:
+    """``metrics.logins`` and the like: the started metrics' own."""
+    if name == "FOLDER":
+        return get().folder
+    try:
+        return getattr(get(), name)
+    except AttributeError:
+        raise AttributeError(f"module 'authapi.metrics' has no attribute {name!r}") from None
+
 
 # --- security events -------------------------------------------------------------------
 
@@ -189,25 +276,27 @@ _REFRESH_FAILURES = {"revoked": "revoked", "user_inactive": "user_inactive"}
 def _count(fields: Mapping[str, Any]) -> None:
     event, reason = fields["event"], fields.get("reason")
     if event == "login_succeeded":
-        logins.labels("ok").inc()
+        get().logins.labels("ok").inc()
     elif event == "login_failed":
-        logins.labels("account_changed" if reason == "account_changed" else "bad_credentials").inc()
+        get().logins.labels(
+            "account_changed" if reason == "account_changed" else "bad_credentials"
+        ).inc()
     elif event == "login_throttled":
-        logins.labels("throttled").inc()
+        get().logins.labels("throttled").inc()
     elif event == "token_refreshed":
-        refreshes.labels("replay_tolerated" if fields.get("replayed") else "ok").inc()
+        get().refreshes.labels("replay_tolerated" if fields.get("replayed") else "ok").inc()
     elif event == "refresh_reuse_detected":
-        refreshes.labels("reuse_detected").inc()
+        get().refreshes.labels("reuse_detected").inc()
     elif event == "refresh_failed":
-        refreshes.labels(_REFRESH_FAILURES.get(str(reason), "invalid")).inc()
+        get().refreshes.labels(_REFRESH_FAILURES.get(str(reason), "invalid")).inc()
     elif event == "session_revoked":
-        sessions_revoked.labels(_SESSION_CAUSES.get(str(reason), "other")).inc()
+        get().sessions_revoked.labels(_SESSION_CAUSES.get(str(reason), "other")).inc()
         if reason == "password_changed":
-            refreshes.labels("password_changed").inc()
+            get().refreshes.labels("password_changed").inc()
     elif event == "user_sessions_revoked":
         ended = fields.get("sessions") or 0
         if isinstance(ended, int) and ended > 0:
-            sessions_revoked.labels(_USER_CAUSES.get(str(reason), "other")).inc(ended)
+            get().sessions_revoked.labels(_USER_CAUSES.get(str(reason), "other")).inc(ended)
 
 
 def count(fields: Mapping[str, Any]) -> None:
@@ -241,84 +330,12 @@ def timed_store(run: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         try:
             return await run(*args, **kwargs)
         except StoreUnavailable as exc:
-            store_errors.labels(_kind(exc.__cause__)).inc()
+            get().store_errors.labels(_kind(exc.__cause__)).inc()
             raise
         finally:
-            store_seconds.observe(time.perf_counter() - start)
+            get().store_seconds.observe(time.perf_counter() - start)
 
     return timed
-
-
-# --- HTTP requests -------------------------------------------------------------------------
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-@functools.lru_cache(maxsize=1024)  # resolving costs ~60 µs; bounded, whatever clients send
-def _route(path: str) -> str:
-    from django.conf import settings
-    from django.urls import resolve
-
-    static = settings.STATIC_URL or "/static/"
-    if path.startswith(static if static.startswith("/") else "/" + static):
-        return "static"
-    try:
-        return "/" + str(resolve(path).route)
-    except Exception:  # Resolver404, or a path Django cannot even parse
-        return "unmatched"
-
-
-def route_of(scope: Scope) -> str:
-    """The URL pattern that serves ``scope`` ("/api/auth/sessions/<sid>"), never its path."""
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", ""))
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return _route(path)
-
-
-@receiver(setting_changed)
-def _new_urls(*, setting: str, **kwargs: Any) -> None:
-    if setting in {"ROOT_URLCONF", "STATIC_URL"}:
-        _route.cache_clear()
-
-
-def instrument(app: Callable[..., Awaitable[None]]) -> ASGIApp:
-    """Wrap an ASGI app: each http request's duration by route, method and status."""
-
-    async def application(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        status = 0  # no answer: the client went away first
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        start = time.perf_counter()
-        in_progress.inc()
-        try:
-            await app(scope, receive, watched)
-        except BaseException:
-            status = status or 500
-            raise
-        finally:
-            in_progress.dec()
-            method = str(scope.get("method", ""))
-            request_seconds.labels(
-                route_of(scope), method if method in _METHODS else "other", str(status)
-            ).observe(time.perf_counter() - start)
-
-    return application
 
 
 # --- the scrape --------------------------------------------------------------------------
@@ -344,9 +361,10 @@ def _forget_dead(folder: Path) -> None:
 
 def render() -> bytes:
     """The Prometheus text of every worker's metrics (blocking file reads: use a thread)."""
-    if FOLDER is None:
-        return generate_latest(REGISTRY)
-    _forget_dead(FOLDER)
+    seen = get()
+    if seen.folder is None:
+        return generate_latest(seen.registry)
+    _forget_dead(seen.folder)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(FOLDER))  # type: ignore[no-untyped-call]
+    multiprocess.MultiProcessCollector(registry, path=str(seen.folder))  # type: ignore[no-untyped-call]
     return generate_latest(registry)

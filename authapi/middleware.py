@@ -17,8 +17,7 @@ from django.middleware.security import SecurityMiddleware
 from django.utils.decorators import sync_and_async_middleware
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from authapi.errors import AuthApiError, InvalidHost, PayloadTooLarge
-from authapi.schemas import MAX_BODY
+from authapi.errors import MAX_BODY, AuthApiError, InvalidHost, PayloadTooLarge
 
 logger = logging.getLogger("authapi")
 

@@ -16,6 +16,7 @@ from pydantic import Field, StrictStr, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from authapi.errors import (
+    MAX_BODY,
     BadRequest,
     InvalidBody,
     JsonSentAsForm,
@@ -23,7 +24,6 @@ from authapi.errors import (
     UnsupportedMediaType,
 )
 
-MAX_BODY = 16 * 1024
 M = TypeVar("M", bound=Schema)
 
 

@@ -112,7 +112,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
-        # Requests' sync work runs on long-lived threads (authapi.serving), whose
+        # Requests' sync work runs on long-lived threads (authapi.asgi.threads), whose
         # connections are kept this long and checked before reuse.
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE") or 60),
         conn_health_checks=True,

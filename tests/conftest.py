@@ -224,9 +224,12 @@ class LiveServer:
     It shares the test session's environment: the same database file and Redis.
     """
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, app: str = "project.asgi:application"
+    ) -> None:
         from tests.redis_server import free_port
 
+        self.app = app
         self.port = free_port()
         self.args = args
         self.env = {**os.environ, **(env or {})}
@@ -237,7 +240,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
-        command = [sys.executable, "-m", "uvicorn", "project.asgi:application",
+        command = [sys.executable, "-m", "uvicorn", self.app,
                    "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
                    *self.args]  # fmt: skip
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT)

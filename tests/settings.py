@@ -10,6 +10,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 ROOT_URLCONF = "tests.urls"
+SERVE_APIS = ["tests.urls.demo"]  # project/asgi.py serves this Ninja API on the lean path
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405  (schemathesis ASGI client)
 # The suite logs in wrongly from 127.0.0.1 hundreds of times a minute; the per-IP allowance
 # has its own tests (test_login_attacks.py), which set it where they need it.

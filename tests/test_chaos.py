@@ -1,6 +1,8 @@
 """A bounded chaos run: clients log in, read /me, refresh, replay spent tokens and log out
 against two uvicorn workers while the store is stalled (SIGSTOP/SIGCONT), killed and
-restarted; once on the embedded store, once on an external REDIS_URL.
+restarted, and while hostile clients come and go (ten slow readers of a large file that
+never read, floods of 40 failing logins with random usernames); once on the embedded
+store, once on an external REDIS_URL.
 
 Afterwards: no 5xx but 503; every token whose revocation was acknowledged is refused on
 every worker; no session has two live refresh tokens; one store process per data folder.
@@ -24,6 +26,7 @@ import pytest
 
 from tests.conftest import PASSWORD, LiveServer, bearer
 from tests.helpers import store_pids
+from tests.hostile import login_flood, slow_readers_for
 from tests.redis_server import RedisServer
 
 RUN_SECONDS = 24
@@ -40,6 +43,8 @@ class Ledger:
     double_refresh_wins: list[int] = field(default_factory=list)
     store_processes: set[int] = field(default_factory=set)
     store_counts: list[int] = field(default_factory=list)
+    slow_readers: int = 0
+    flood_statuses: collections.Counter[int] = field(default_factory=collections.Counter)
 
     def record(self, response: httpx.Response) -> httpx.Response:
         self.statuses[response.status_code] += 1
@@ -169,6 +174,17 @@ class Faults:
             await asyncio.sleep(2.5)
 
 
+async def _hostile(url: str, port: int, ledger: Ledger, stop: float) -> None:
+    """Slow readers and login floods beside the faults, until ``stop``."""
+    await asyncio.sleep(1)
+    while time.monotonic() < stop - 6:
+        readers = asyncio.ensure_future(slow_readers_for(port, 4))
+        for status in await login_flood(url):
+            ledger.flood_statuses[status] += 1
+        ledger.slow_readers += await readers
+        await asyncio.sleep(1)
+
+
 async def _count_stores(folder: Path, ledger: Ledger, stop: float) -> None:
     """Sample how many store processes serve the folder, all through the run."""
     while time.monotonic() < stop:
@@ -227,6 +243,7 @@ async def test_chaos(make_user, store, capsys):
             await asyncio.gather(
                 faults.run(ledger, stop),
                 _count_stores(folder, ledger, stop),
+                _hostile(server.url, server.port, ledger, stop),
                 *(
                     _client_loop(server.url, u.username, ledger, stop, i)
                     for i, u in enumerate(users)
@@ -263,7 +280,9 @@ async def test_chaos(make_user, store, capsys):
             f"reuse detected {ledger.reuse_detected}; "
             f"double refreshes {len(ledger.double_refresh_wins)} "
             f"(max winners {max(ledger.double_refresh_wins, default=0)}); "
-            f"store processes at most {max(ledger.store_counts)}, now {len(running)}"
+            f"store processes at most {max(ledger.store_counts)}, now {len(running)}; "
+            f"slow readers {ledger.slow_readers}; "
+            f"login flood {dict(sorted(ledger.flood_statuses.items()))}"
         )
     assert len(faults.log) >= 3, faults.log
     assert not any(status >= 500 and status != 503 for status in ledger.statuses)
@@ -272,3 +291,6 @@ async def test_chaos(make_user, store, capsys):
     assert not two_live
     assert max(ledger.double_refresh_wins, default=0) <= 1
     assert max(ledger.store_counts) <= 1 and len(running) == 1, (ledger.store_counts, running)
+    # the hostile clients ran, and were answered as any client: checked (401) or 503
+    assert ledger.slow_readers >= 10 and sum(ledger.flood_statuses.values()) >= 40
+    assert set(ledger.flood_statuses) <= {401, 503}, ledger.flood_statuses

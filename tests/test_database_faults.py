@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from authapi import sync_threads
+from authapi.asgi import threads as sync_threads
 from tests.conftest import PASSWORD, bearer, login
 
 

@@ -24,7 +24,8 @@ def test_all_is_pinned():
 
 
 def test_every_exported_name_resolves_to_the_real_object():
-    from authapi import api, auth, errors, serving
+    from authapi import api, auth, errors
+    from authapi.asgi import serving
 
     homes = {"install_error_handlers": api, "serve": serving}
     for name in authapi.__all__:

@@ -1,4 +1,4 @@
-"""authapi/limits.py: bodies refused before they are read, slow bodies cut, and the
+"""authapi/asgi/limits.py: bodies refused before they are read, slow bodies cut, and the
 documented uvicorn launch bounding headers, over a real socket."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from django.test import override_settings
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from authapi import limits
-from authapi.limits import RequestLimits
-from authapi.schemas import MAX_BODY
+from authapi.asgi import limits
+from authapi.asgi.limits import RequestLimits
+from authapi.errors import MAX_BODY
 from project.asgi import application
 from tests.conftest import ROOT, LiveServer
 
@@ -265,7 +265,7 @@ async def test_lifespan_still_answers():
 
     await asyncio.wait_for(application({"type": "lifespan"}, receive, send), timeout=30)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    # the start-up heap is out of the cyclic collector's way (see authapi.lifespan)
+    # the start-up heap is out of the cyclic collector's way (see authapi.asgi.lifespan)
     assert gc.get_freeze_count() > 10_000
 
 

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from authapi import events, metrics
+from authapi.asgi.instrument import instrument
 from authapi.errors import StoreUnavailable
 from project.asgi import django_application
 from tests.conftest import PASSWORD, LiveServer, bearer, login
@@ -157,7 +158,7 @@ async def test_store_round_trips_are_timed_and_failures_counted_by_kind():
 
 
 async def test_request_durations_are_labelled_by_route_never_by_path():
-    app = metrics.instrument(django_application)
+    app = instrument(django_application)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50020))
     secret_sid = "A" * 22
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
@@ -415,3 +416,41 @@ async def test_an_operator_folder_is_used_as_given(make_user, tmp_path):
     assert list(given.glob("counter_*.db"))
     assert not (tmp_path / "data" / "metrics").exists()
     assert _by(_samples(text), "authapi_logins_total", "outcome")["ok"] == 1
+
+
+def test_importing_the_app_changes_nothing_outside_it(tmp_path):
+    """django.setup() (apps.ready, the URLconf, the metrics module) writes no environment
+    variable and no file; the metrics folder appears when the server starts counting."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = """
+import json, os, sys
+before = dict(os.environ)
+import django
+django.setup()
+import authapi.urls, authapi.metrics, authapi.events, authapi.api  # everything a request loads
+from django.core.management import call_command
+call_command("check", verbosity=0)
+after_setup = dict(os.environ)
+folder = os.listdir(os.environ["AUTHAPI_DATA_DIR"])
+getattr(authapi.metrics, "start", lambda: None)()
+started = os.listdir(os.environ["AUTHAPI_DATA_DIR"])
+print(json.dumps([before == after_setup, folder, started, before == dict(os.environ)]))
+"""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "PROMETHEUS_MULTIPROC_DIR" and not key.startswith("AUTHAPI_")
+    }
+    env["AUTHAPI_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    same_after_setup, folder, started, same_after_start = json.loads(done.stdout.splitlines()[-1])
+    assert same_after_setup and folder == []
+    assert started == ["metrics"] and same_after_start  # counted there, without os.environ

@@ -137,7 +137,7 @@ async def test_an_unknown_host_is_refused_as_json(client):
 
 
 async def test_https_mode_redirects_and_sends_hsts():
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     https = dict(
         SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
@@ -291,7 +291,7 @@ async def test_a_body_over_the_limit_is_refused_by_the_handler_itself():
     body past 16 KiB is refused as JSON once it passes the limit; the rest is never read."""
     import json
 
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     chunk = {"type": "http.request", "body": b"x" * 4096, "more_body": True}
     scope = _scope(
@@ -309,7 +309,7 @@ async def test_a_body_over_the_limit_is_refused_by_the_handler_itself():
 async def test_a_query_string_that_is_not_utf8_is_a_json_400():
     import json
 
-    from authapi.serving import api_handler
+    from authapi.asgi.serving import api_handler
 
     scope = _scope("/api/auth/me", query=b"a=%ff\xff")
     sent = await _call(api_handler(), scope, [{"type": "http.request", "body": b""}])
@@ -373,7 +373,7 @@ async def test_more_sync_requests_than_threads_wait_and_loop_only_ones_do_not(cl
     database.)"""
     import asyncio
 
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     pair = await login(client, user)
     auth = bearer(pair["access"])
@@ -409,7 +409,7 @@ async def test_the_admin_is_still_the_admin_under_a_root_path():
 
 
 def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     order: list[str] = []
     monkeypatch.setattr(sync_threads, "tidy", lambda: order.append("tidy"))
@@ -435,7 +435,7 @@ def test_a_thread_idle_for_a_while_is_tidied_before_it_is_lent(monkeypatch):
 
 
 def test_a_call_that_finds_every_thread_out_runs_on_the_next_one_given_back():
-    from authapi import sync_threads
+    from authapi.asgi import threads as sync_threads
 
     pool = sync_threads.SyncThreads(1)
     first, second, third = pool.lend(), pool.lend(), pool.lend()
@@ -449,3 +449,16 @@ def test_a_call_that_finds_every_thread_out_runs_on_the_next_one_given_back():
     assert queued.result(5) == held  # the same one thread, handed over
     second.release()
     assert len(pool._idle) == 1 and pool._made == 1
+
+
+def test_long_paths_are_routed_without_being_kept():
+    """Ownership is cached per path, but a client's long paths never fill the cache."""
+    from authapi.asgi import serving
+
+    scope = {"type": "http", "path": "/api/auth/" + "x" * 5000, "root_path": ""}
+    before = serving._resolves_to.cache_info().currsize
+    for i in range(50):
+        scope["path"] = f"/{i}/" + "y" * 5000
+        assert not serving.owner(scope, frozenset({serving.NAMESPACE}))
+    assert serving._resolves_to.cache_info().currsize == before
+    assert serving.owner({"path": "/api/auth/me", "root_path": ""}, frozenset({"authapi"}))

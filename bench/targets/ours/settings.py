@@ -13,3 +13,5 @@ AUTHAPI_RESOURCE = {
     "SIGNING_KEY": os.environ.get("AUTHAPI_SIGNING_KEY", ""),
     "REDIS_URL": os.environ.get("REDIS_URL", ""),
 }
+# The user's own NinjaAPI, handed to serve() (project/asgi.py) as a host project would.
+SERVE_APIS = ["ours.urls.api"]

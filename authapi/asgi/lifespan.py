@@ -1,6 +1,6 @@
-"""ASGI lifespan around Django's handler: the embedded store starts with the worker and is
-released when the worker stops. Requests get their real socket peer back first
-(:func:`authapi.client.restore_peer`).
+"""ASGI lifespan around Django's handler: the metrics folder is joined and the embedded
+store started with the worker, the store released when the worker stops. Requests get
+their real socket peer back first (:func:`authapi.client.restore_peer`).
 
 At start-up the heap built so far (Django, the URLconf, the schemas: ~90,000 objects) is
 frozen out of the cyclic collector's sight (``gc.freeze``): a full collection otherwise
@@ -17,18 +17,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from authapi import client, conf, embedded
+from authapi import client, conf, embedded, metrics
+from authapi.asgi.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("authapi")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _embedded() -> bool:
@@ -49,10 +43,13 @@ def with_lifespan(app: Callable[..., Awaitable[None]]) -> ASGIApp:
             if message["type"] == "lifespan.startup":
                 client.warn_if_server_rewrites(receive)
                 try:
+                    await asyncio.to_thread(metrics.start)  # its folder, not at import
                     if _embedded():
                         await asyncio.to_thread(embedded.ensure, conf.data_dir())
                 except Exception as exc:
-                    logger.exception("the embedded valkey-server did not start")
+                    logger.exception(
+                        "the metrics folder or the embedded valkey-server did not start"
+                    )
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 gc.collect()

@@ -22,9 +22,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
-from authapi.errors import BadRequest, PayloadTooLarge
-from authapi.lifespan import Message, Receive, Scope, Send
-from authapi.schemas import MAX_BODY
+from authapi.asgi.types import Message, Receive, Scope, Send
+from authapi.errors import MAX_BODY, BadRequest, PayloadTooLarge
 
 BODY_TIMEOUT = 10.0  # seconds for the whole body to arrive
 MAX_HEADERS = 100
