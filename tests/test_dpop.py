@@ -277,3 +277,32 @@ def test_replays_across_two_workers_pass_once(user):
         assert sorted(codes) == [200] + [401] * 7
         bearer_try = http.get("/api/auth/me", headers=bearer(pair["access"]))
         assert bearer_try.status_code == 401
+
+
+def test_a_proof_replayed_at_another_instance_is_refused(user):
+    """Two separate services on one store: a proof's jti spent at one is spent at the
+    other (each proof names its own instance's URL, as a client of both would sign)."""
+    key = Key()
+    with LiveServer() as first, LiveServer() as second:
+        with httpx.Client() as http:
+            url = f"{first.url}/api/auth/login"
+            pair = http.post(
+                url,
+                json={"username": user.username, "password": PASSWORD},
+                headers={"DPoP": key.proof("POST", url)},
+            ).json()
+            access = pair["access"]
+            # The same jti, each proof for its own instance's URL: the second use is a replay.
+            jti = "shared-jti-" + str(time.time_ns())
+            for server, expected in ((first, 200), (second, 401)):
+                me = f"{server.url}/api/auth/me"
+                headers = {
+                    "Authorization": f"DPoP {access}",
+                    "DPoP": key.proof("GET", me, token=access, claims={"jti": jti}),
+                }
+                answer = http.get(me, headers=headers)
+                assert answer.status_code == expected, (server.url, answer.text)
+            # A fresh proof works at the second: the token itself is fine there.
+            me = f"{second.url}/api/auth/me"
+            fresh = {"Authorization": f"DPoP {access}", "DPoP": key.proof("GET", me, token=access)}
+            assert http.get(me, headers=fresh).status_code == 200
