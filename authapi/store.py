@@ -48,6 +48,7 @@ from authapi.keyspace import (  # the key layout, shared with authapi.resource
     access_fields,
     access_verdict,
 )
+from authapi.keyspace import dpop_jti_key as dpop_jti_key
 from authapi.keyspace import index_key as index_key
 from authapi.keyspace import session_key as session_key
 from authapi.keyspace import user_prefix as user_prefix
@@ -358,12 +359,6 @@ async def access_profile(user_id: int | str, sid: str, jti: str) -> tuple[bool, 
     key = session_key(user_id, sid)
     uid, revoked, prof = await _run(lambda s: s.redis.hmget(key, ["uid", f"rj:{jti}", "prof"]))
     return uid == str(user_id) and revoked is None, str(prof) if prof else None
-
-
-def dpop_jti_key(user_id: int | str, jkt: str, jti: str) -> str:
-    """Where a DPoP proof's jti is claimed: under the user's hash tag, beside the session."""
-    digest = hashlib.sha256(f"{jkt}:{jti}".encode()).hexdigest()[:32]
-    return f"{user_prefix(user_id)}dp:{digest}"
 
 
 async def access_allowed_dpop(
