@@ -16,7 +16,7 @@ from ninja import NinjaAPI, Router
 from ninja.decorators import decorate_view
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from authapi import cookies, schemas, sessions, store, tokens, views
+from authapi import cookies, dpop, schemas, sessions, store, tokens, views
 from authapi.auth import (
     AccessContext,
     JWTBearer,
@@ -174,7 +174,8 @@ def _pair_body(
 @no_store
 async def login(request: HttpRequest, response: HttpResponse) -> dict[str, Any]:
     body = schemas.parse(request, LoginIn)
-    pair = await sessions.login(request, body.username, body.password)
+    proof = dpop.for_login(request)  # before the password hash: a bad proof costs nothing
+    pair = await sessions.login(request, body.username, body.password, proof)
     return _pair_body(request, response, pair)
 
 

@@ -1,4 +1,9 @@
-"""``JWTBearer``: the access check. One signature check, one Redis command, no database."""
+"""``JWTBearer``: the access check. One signature check, one Redis command, no database.
+
+A DPoP-bound token (claim ``cnf.jkt``) comes as ``Authorization: DPoP <token>`` with a
+proof by the same key: one more signature check, and the proof's jti claimed in the same
+single command as the revocation read.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from authapi import cookies, store, tokens, users
-from authapi.errors import TokenInvalid
+from authapi import cookies, dpop, store, tokens, users
+from authapi.errors import DPoPInvalid, TokenInvalid
 
 
 class AccessContext:
@@ -68,20 +73,18 @@ class AccessContext:
         return self._user
 
 
-def bearer_token(request: HttpRequest) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; None when there is no such header."""
+def credentials(request: HttpRequest) -> tuple[str, str] | None:
+    """(scheme, token) of the Authorization header, the scheme lower case; None without one."""
     value = request.headers.get("Authorization")
     if not value:
         return None
     scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip()
+    return scheme.lower(), token.strip()
 
 
 # Schemes a client may mean to carry a JWT under; any other word is not echoed (it may be
 # the token itself, sent with no scheme at all).
-_OTHER_SCHEMES = {"jwt": "JWT", "token": "Token", "basic": "Basic", "dpop": "DPoP"}
+_OTHER_SCHEMES = {"jwt": "JWT", "token": "Token", "basic": "Basic"}
 
 
 def scheme_hint(request: HttpRequest) -> str | None:
@@ -89,7 +92,7 @@ def scheme_hint(request: HttpRequest) -> str | None:
     Bearer or absent."""
     value = (request.headers.get("Authorization") or "").strip()
     scheme = value.partition(" ")[0]
-    if not value or scheme.lower() == "bearer":
+    if not value or scheme.lower() in ("bearer", "dpop"):
         return None
     named = _OTHER_SCHEMES.get(scheme.lower())
     used = f"the {named} scheme" if named else "no scheme this API knows"
@@ -99,10 +102,33 @@ def scheme_hint(request: HttpRequest) -> str | None:
     )
 
 
-async def check_access(token: str, *, profile: bool = False) -> AccessContext:
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None when there is no such header."""
+    found = credentials(request)
+    return found[1] if found is not None and found[0] == "bearer" else None
+
+
+_BOUND = 'DPoP error="invalid_token", algs="ES256 ES384 PS256 RS256 EdDSA"'
+
+
+async def check_access(
+    token: str,
+    *,
+    profile: bool = False,
+    request: HttpRequest | None = None,
+    dpop_scheme: bool = False,
+) -> AccessContext:
     """Verify an access token and that it is not revoked; with ``profile``, the same one
-    Redis command also brings the user's public fields."""
+    Redis command also brings the user's public fields.
+
+    ``dpop_scheme``: the token came as ``Authorization: DPoP``; a bound token is accepted
+    only so, with a proof for ``request``, and an unbound one never so.
+    """
     claims = tokens.decode(token, "access")
+    if claims.jkt is not None:
+        return await _check_bound(token, claims, profile, request if dpop_scheme else None)
+    if dpop_scheme:
+        raise TokenInvalid("This access token is not DPoP-bound: send it as Bearer")
     if not profile:
         if not await store.access_allowed(claims.user_id, claims.sid, claims.jti):
             raise TokenInvalid("Token has been revoked")
@@ -110,6 +136,33 @@ async def check_access(token: str, *, profile: bool = False) -> AccessContext:
     allowed, snapshot = await store.access_profile(claims.user_id, claims.sid, claims.jti)
     if not allowed:
         raise TokenInvalid("Token has been revoked")
+    value = _loads(snapshot)
+    exact = snapshot if value is not None and value.keys() == users.PROFILE_KEYS else None
+    return AccessContext(claims, value, exact)
+
+
+async def _check_bound(
+    token: str, claims: tokens.Claims, profile: bool, request: HttpRequest | None
+) -> AccessContext:
+    if request is None:
+        refused = DPoPInvalid(
+            "This token is DPoP-bound: send it as 'Authorization: DPoP' with a proof"
+        )
+        refused.extra_headers["WWW-Authenticate"] = _BOUND
+        raise refused
+    proof = dpop.check_request(request, access_token=token, required=True)
+    if proof is None or proof.jkt != claims.jkt:
+        raise DPoPInvalid("The DPoP proof is signed by another key than the token is bound to")
+    key = store.dpop_jti_key(claims.user_id, proof.jkt, proof.jti)
+    allowed, fresh, snapshot = await store.access_allowed_dpop(
+        claims.user_id, claims.sid, claims.jti, key, dpop.proof_ttl_ms()
+    )
+    if not allowed:
+        raise TokenInvalid("Token has been revoked")
+    if not fresh:
+        raise DPoPInvalid("The DPoP proof was used before (its jti is spent)")
+    if not profile:
+        return AccessContext(claims)
     value = _loads(snapshot)
     exact = snapshot if value is not None and value.keys() == users.PROFILE_KEYS else None
     return AccessContext(claims, value, exact)
@@ -136,7 +189,12 @@ class JWTBearer(HttpBearer):
         self.with_profile = profile
 
     def __call__(self, request: HttpRequest) -> Awaitable[AccessContext] | None:
-        token = bearer_token(request)
+        found = credentials(request)
+        if found is not None and found[0] == "dpop":
+            return check_access(
+                found[1], profile=self.with_profile, request=request, dpop_scheme=True
+            )
+        token = found[1] if found is not None and found[0] == "bearer" else None
         if token is None:
             token = cookies.access_token(request)  # AUTHAPI_COOKIES: CSRF-checked
         if token is None:
@@ -144,7 +202,7 @@ class JWTBearer(HttpBearer):
         return self.authenticate(request, token)
 
     async def authenticate(self, request: HttpRequest, token: str) -> AccessContext:
-        return await check_access(token, profile=self.with_profile)
+        return await check_access(token, profile=self.with_profile, request=request)
 
 
 jwt_bearer = JWTBearer()

@@ -249,6 +249,9 @@ class AuthSettings:
     resource_clients: tuple[tuple[str, str], ...] = setting(
         "RESOURCE_CLIENTS", _clients, (), secret=True
     )
+    # RFC 9449 proof of possession: bind a login's session to its DPoP key; nonces.
+    dpop: str = setting("DPOP", choice(("optional", "required", "off"), case=str.lower), "optional")
+    dpop_nonce: bool = setting("DPOP_NONCE", _bool, False)
     # None: the embedded server (settings.REDIS_URL is the fallback)
     redis_url: str | None = setting("REDIS_URL", _redis_url, secret=True)
     # None: settings.DATA_DIR, else var/ beside BASE_DIR (see data_dir())

@@ -131,6 +131,8 @@ def set_pair(request: HttpRequest, response: HttpResponseBase, pair: dict[str, A
     cfg = conf.get()
     if not cfg.cookies or not _same_origin(request):
         return False
+    if pair.get("token_type") == "DPoP":
+        return False  # a bound token is useless without its proof: it stays in the body
     common = _common(cfg, request)
     response.set_cookie(
         ACCESS, pair["access"], max_age=pair["expires_in"], path="/",

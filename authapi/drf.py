@@ -47,7 +47,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from authapi import sessions, users
+from authapi import dpop, sessions, users
 from authapi.auth import AccessContext, check_access
 from authapi.errors import DatabaseUnavailable, StoreUnavailable, TokenInvalid
 
@@ -117,8 +117,9 @@ def _run(request: HttpRequest | None, make: Callable[[], Coroutine[Any, Any, T]]
     return _wsgi_loop.run(make)
 
 
-def _check(request: Request, token: str) -> AccessContext:
-    return _run(request._request, lambda: check_access(token))
+def _check(request: Request, token: str, dpop_scheme: bool = False) -> AccessContext:
+    http = request._request
+    return _run(http, lambda: check_access(token, request=http, dpop_scheme=dpop_scheme))
 
 
 class ValidatedToken(AccessContext):
@@ -192,10 +193,14 @@ def logout_all(user: Any, request: Request | HttpRequest | None = None) -> int:
 
 
 class JWTAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <access token>``, checked against revocation; loads the user."""
+    """``Authorization: Bearer <access token>``, checked against revocation; loads the user.
+
+    A DPoP-bound token (RFC 9449) comes as ``Authorization: DPoP <token>`` with its proof in
+    the ``DPoP`` header, as for the Ninja class.
+    """
 
     www_authenticate_realm = "api"
-    header_types: tuple[str, ...] = ("Bearer",)  # simplejwt's AUTH_HEADER_TYPES
+    header_types: tuple[str, ...] = ("Bearer", "DPoP")  # simplejwt's AUTH_HEADER_TYPES
 
     def authenticate(self, request: Request) -> tuple[Any, ValidatedToken] | None:
         token = self.get_raw_token(request)
@@ -205,8 +210,13 @@ class JWTAuthentication(BaseAuthentication):
         return self.get_user(access), access
 
     def authenticate_header(self, request: Request) -> str:
+        words = self.get_header(request)
+        if words is not None and words[0].lower() == "dpop":
+            algs = " ".join(dpop.ALGORITHMS)
+            realm = self.www_authenticate_realm
+            return f'DPoP realm="{realm}", error="invalid_dpop_proof", algs="{algs}"'
         challenge = f'{self.header_types[0]} realm="{self.www_authenticate_realm}"'
-        if self.get_header(request) is not None:
+        if words is not None:
             challenge += ', error="invalid_token"'  # RFC 6750 3.1: a token was sent
         return challenge
 
@@ -234,7 +244,8 @@ class JWTAuthentication(BaseAuthentication):
     def get_validated_token(self, request: Request, token: str) -> ValidatedToken:
         """Signature, claims and revocation: 401 token_not_valid, or 503 without Redis."""
         try:
-            return ValidatedToken(_check(request, token), token)
+            words = self.get_header(request) or [""]
+            return ValidatedToken(_check(request, token, words[0].lower() == "dpop"), token)
         except TokenInvalid as exc:
             message = {"token_class": "AccessToken", "token_type": "access", "message": exc.message}
             raise _failed(

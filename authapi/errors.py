@@ -8,6 +8,7 @@
   + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
   + TokenInvalid (401, a token was sent and is not acceptable)
     x RefreshReuse (a spent refresh token: its session was revoked)
+    x DPoPInvalid (a DPoP proof missing or wrong) / DPoPNonceNeeded (send the server's nonce)
   + CsrfFailed (403, cookie auth without the matching X-CSRF-Token header)
   + NotFound (404) / MethodNotAllowed (405) / Throttled (429)
   + StoreUnavailable (503, Redis or the database did not answer: fail closed)
@@ -101,6 +102,42 @@ class TokenInvalid(AuthApiError):
     code = "token_not_valid"  # what simplejwt clients already match on
     detail = "Token is invalid or expired"
     headers = {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
+
+
+class DPoPInvalid(TokenInvalid):
+    """A DPoP proof that is missing, malformed or not for this request, key or token."""
+
+    code = "invalid_dpop_proof"
+    detail = "The DPoP proof is missing or invalid"
+    headers = {
+        "WWW-Authenticate": 'DPoP error="invalid_dpop_proof", algs="ES256 ES384 PS256 RS256 EdDSA"'
+    }
+
+
+class DPoPNonceNeeded(DPoPInvalid):
+    """The proof lacks the server's current nonce, which the answer carries (RFC 9449 §8)."""
+
+    code = "use_dpop_nonce"
+    detail = "Resend the DPoP proof with the nonce in the DPoP-Nonce header"
+    headers = {
+        "WWW-Authenticate": 'DPoP error="use_dpop_nonce", algs="ES256 ES384 PS256 RS256 EdDSA"'
+    }
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__()
+        self.extra_headers["DPoP-Nonce"] = nonce
+
+
+class DPoPGrantInvalid(DPoPInvalid):
+    """A login's or refresh's DPoP proof is missing or wrong: 400, as RFC 9449 §5 says."""
+
+    status = 400
+    headers = {}
+
+
+class DPoPGrantNonce(DPoPNonceNeeded):
+    status = 400
+    headers = {}
 
 
 class RefreshReuse(TokenInvalid):

@@ -185,3 +185,13 @@ if redis.call('HGET', session, 'prof') == written then
 end
 return 0
 """
+
+# The access check of a DPoP-bound token, still one command: the revocation read of the
+# plain check, and the proof's jti claimed for as long as a proof of that age is accepted
+# (SET NX: 0 when it was claimed before, a replay). KEYS: the session, the jti's key (same
+# hash tag). ARGV: the revoked-jti field, the claim's lifetime in ms.
+ACCESS_DPOP = """
+local f = redis.call('HMGET', KEYS[1], 'uid', ARGV[1], 'prof')
+local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2])
+return {f[1], f[2], f[3], fresh and 1 or 0}
+"""

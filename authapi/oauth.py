@@ -32,7 +32,7 @@ from django.urls import reverse
 from ninja import Router, Schema
 from pydantic import Field, StrictStr
 
-from authapi import conf, schemas, sessions, store, tokens
+from authapi import conf, dpop, schemas, sessions, store, tokens
 from authapi.client import client_ip
 from authapi.errors import AuthApiError, NotFound, Throttled, TokenInvalid
 from authapi.schemas import Error
@@ -104,6 +104,7 @@ class Metadata(Schema):
     revocation_endpoint_auth_methods_supported: list[str]
     response_types_supported: list[str]
     access_token_signing_alg_values_supported: list[str]
+    dpop_signing_alg_values_supported: list[str] | None = None
     service_documentation: str
 
 
@@ -341,7 +342,7 @@ def _base(request: HttpRequest, issuer: str | None) -> str:
 def metadata(request: HttpRequest) -> dict[str, Any]:
     cfg = conf.get()
     base = _base(request, cfg.issuer)
-    return {
+    answer: dict[str, Any] = {
         "issuer": cfg.issuer or base,
         "jwks_uri": base + reverse("authapi:jwks"),
         "introspection_endpoint": base + reverse("authapi:oauth_introspect"),
@@ -353,6 +354,9 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
         "access_token_signing_alg_values_supported": [cfg.algorithm],
         "service_documentation": base + reverse("authapi:openapi-view"),
     }
+    if cfg.dpop != "off":  # RFC 9449 §5.1: proofs of these algorithms are accepted
+        answer["dpop_signing_alg_values_supported"] = list(dpop.ALGORITHMS)
+    return answer
 
 
 @router.get(

@@ -14,11 +14,13 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from authapi import conf, events, passwords, store, throttle, tokens, users
+from authapi import conf, dpop, events, passwords, store, throttle, tokens, users
 from authapi.client import client_ip, user_agent
 from authapi.errors import (
     AuthenticationFailed,
     DatabaseUnavailable,
+    DPoPGrantInvalid,
+    DPoPInvalid,
     NotFound,
     RefreshReuse,
     StoreUnavailable,
@@ -28,18 +30,31 @@ from authapi.errors import (
 logger = logging.getLogger("authapi")
 
 
-def _pair(access: str, refresh: str, access_exp: int, refresh_exp: int, now: int) -> dict[str, Any]:
+def _pair(
+    access: str, refresh: str, access_exp: int, refresh_exp: int, now: int, bound: bool = False
+) -> dict[str, Any]:
     return {
         "access": access,
         "refresh": refresh,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if bound else "Bearer",
         "expires_in": max(0, access_exp - now),
         "refresh_expires_in": max(0, refresh_exp - now),
     }
 
 
-async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
-    """Open a new session for ``user``; return its id and first token pair."""
+async def _claim_proof(user_id: int | str, proof: dpop.Proof) -> None:
+    """A proof's jti is good for one login or refresh, on every worker and instance."""
+    if not await store.claim_dpop_jti(
+        store.dpop_jti_key(user_id, proof.jkt, proof.jti), dpop.proof_ttl_ms()
+    ):
+        raise DPoPGrantInvalid("The DPoP proof was used before (its jti is spent)")
+
+
+async def start(
+    user: Any, request: HttpRequest, proof: dpop.Proof | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Open a new session for ``user``, bound to the DPoP key of ``proof`` when one came;
+    return its id and first token pair."""
     cfg = conf.get()
     moment = tokens.now()
     now, now_ms = int(moment), int(moment * 1000)
@@ -48,6 +63,8 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
     refresh_exp = min(now + cfg.refresh_lifetime, max_exp)
     access_exp = min(now + cfg.access_lifetime, max_exp)
     extra = users.custom_claims(user)
+    if proof is not None:
+        await _claim_proof(uid, proof)
     evicted = await store.start_session(
         user_id=uid,
         sid=sid,
@@ -67,14 +84,17 @@ async def start(user: Any, request: HttpRequest) -> tuple[str, dict[str, Any]]:
         await events.emit(
             "session_revoked", request, user_id=uid, session_id=old, reason="session_limit"
         )
-    common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra}
+    jkt = proof.jkt if proof is not None else None
+    common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra, "jkt": jkt}
     access = tokens.encode(tokens.build("access", exp=access_exp, **common))
     refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
-    return sid, _pair(access, refresh, access_exp, refresh_exp, now)
+    return sid, _pair(access, refresh, access_exp, refresh_exp, now, bound=jkt is not None)
 
 
 @sensitive_variables("password")
-async def login(request: HttpRequest, username: str, password: str) -> dict[str, Any]:
+async def login(
+    request: HttpRequest, username: str, password: str, proof: dpop.Proof | None = None
+) -> dict[str, Any]:
     """Reserve a throttled attempt, check credentials off the loop, then start a session.
 
     A password change or deactivation saved while the password was being checked ends
@@ -101,7 +121,7 @@ async def login(request: HttpRequest, username: str, password: str) -> dict[str,
         await passwords.rehash(user, password)
         await store.remark_password(users.user_id_of(user), old_mark, users.password_mark(user))
     await throttle.succeeded(attempt)
-    sid, pair = await start(user, request)
+    sid, pair = await start(user, request, proof)
     uid = users.user_id_of(user)
     fresh = await users.current(user)
     if fresh is None:
@@ -143,6 +163,8 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     except TokenInvalid as exc:
         await events.emit("refresh_failed", request, reason="invalid", detail=exc.message)
         raise
+    if claims.jkt is not None:
+        await _prove_possession(request, claims)
     user = await users.get_user(claims.user_id)
     if user is None or not user.is_active:
         if await store.revoke_session(claims.user_id, claims.sid):
@@ -187,7 +209,12 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     except (DatabaseUnavailable, StoreUnavailable):
         logger.warning("refresh: could not re-read the user; /me shows the row as read")
     extra = users.custom_claims(user)
-    common: dict[str, Any] = {"user_id": claims.user_id, "sid": claims.sid, "extra": extra}
+    common: dict[str, Any] = {
+        "user_id": claims.user_id,
+        "sid": claims.sid,
+        "extra": extra,
+        "jkt": claims.jkt,
+    }
     access = tokens.encode(tokens.build("access", iat=now, exp=rotation.access_exp, **common))
     new_refresh = tokens.encode(
         tokens.build(
@@ -201,7 +228,27 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
         session_id=claims.sid,
         replayed=rotation.outcome == "same" or None,
     )
-    return _pair(access, new_refresh, rotation.access_exp, rotation.refresh_exp, now)
+    return _pair(
+        access,
+        new_refresh,
+        rotation.access_exp,
+        rotation.refresh_exp,
+        now,
+        bound=claims.jkt is not None,
+    )
+
+
+async def _prove_possession(request: HttpRequest, claims: tokens.Claims) -> None:
+    """A bound refresh token is spent only with a proof by its key; a refusal leaves it
+    unspent (its owner can still refresh) and is a security event."""
+    try:
+        proof = dpop.for_grant(request, required=True)
+        if proof is None or proof.jkt != claims.jkt:
+            raise DPoPGrantInvalid("The DPoP proof is signed by another key than the session's")
+        await _claim_proof(claims.user_id, proof)
+    except DPoPInvalid as exc:
+        await _refresh_failed(request, claims, "dpop_proof")
+        raise exc
 
 
 async def logout(request: HttpRequest, token: str, access: tokens.Claims | None) -> None:

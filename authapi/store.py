@@ -48,10 +48,12 @@ from authapi.keyspace import (  # the key layout, shared with authapi.resource
     access_fields,
     access_verdict,
 )
+from authapi.keyspace import dpop_jti_key as dpop_jti_key
 from authapi.keyspace import index_key as index_key
 from authapi.keyspace import session_key as session_key
 from authapi.keyspace import user_prefix as user_prefix
 from authapi.lua import (
+    ACCESS_DPOP,
     ATTEMPT,
     LIST,
     PROFILE,
@@ -112,6 +114,7 @@ class Store:
     profile_if: AsyncScript
     attempt: AsyncScript
     refund: AsyncScript
+    access_dpop: AsyncScript
 
     async def close(self) -> None:
         """Close the client, and the sentinel clients behind a Sentinel URL."""
@@ -147,6 +150,7 @@ class Store:
             profile_if=redis.register_script(PROFILE_IF),
             attempt=redis.register_script(ATTEMPT),
             refund=redis.register_script(REFUND),
+            access_dpop=redis.register_script(ACCESS_DPOP),
         )
 
 
@@ -355,6 +359,24 @@ async def access_profile(user_id: int | str, sid: str, jti: str) -> tuple[bool, 
     key = session_key(user_id, sid)
     uid, revoked, prof = await _run(lambda s: s.redis.hmget(key, ["uid", f"rj:{jti}", "prof"]))
     return uid == str(user_id) and revoked is None, str(prof) if prof else None
+
+
+async def access_allowed_dpop(
+    user_id: int | str, sid: str, jti: str, proof_key: str, proof_ttl_ms: int
+) -> tuple[bool, bool, str | None]:
+    """The access check of a DPoP-bound token in one command: (allowed, proof never seen
+    before, profile JSON)."""
+    keys = [session_key(user_id, sid), proof_key]
+    uid, revoked, prof, fresh = await _run(
+        lambda s: s.access_dpop(keys=keys, args=[f"rj:{jti}", proof_ttl_ms])
+    )
+    allowed = uid == str(user_id) and revoked is None
+    return allowed, bool(int(fresh)), str(prof) if prof else None
+
+
+async def claim_dpop_jti(proof_key: str, proof_ttl_ms: int) -> bool:
+    """Claim a proof's jti at login or refresh; False when it was claimed before."""
+    return bool(await _run(lambda s: s.redis.set(proof_key, "1", nx=True, px=proof_ttl_ms)))
 
 
 async def update_profile(user_id: int | str, profile: str) -> None:

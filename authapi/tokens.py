@@ -25,7 +25,7 @@ from authapi.errors import TokenInvalid
 
 TokenType = Literal["access", "refresh"]
 REQUIRED = ("token_type", "exp", "iat", "jti", "user_id", "sid")
-RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub"})
+RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub", "cnf"})
 MAX_TOKEN_LENGTH = 8192
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # no "=" padding
@@ -59,6 +59,13 @@ class Claims:
     exp: int
     payload: dict[str, Any]
 
+    @property
+    def jkt(self) -> str | None:
+        """The DPoP key thumbprint the token is bound to (``cnf.jkt``), if any."""
+        cnf = self.payload.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+        return jkt if isinstance(jkt, str) else None
+
 
 def encode(payload: dict[str, Any]) -> str:
     """Sign a payload with the current key; the header names the key by ``kid``, and says
@@ -79,6 +86,7 @@ def build(
     exp: int,
     jti: str | None = None,
     extra: dict[str, Any] | None = None,
+    jkt: str | None = None,
 ) -> dict[str, Any]:
     """The payload of a new token; ``extra`` (custom claims) never overrides ours."""
     cfg = conf.get()
@@ -93,6 +101,8 @@ def build(
     )
     if token_type == "access":
         payload["sub"] = str(user_id)  # RFC 9068 2.2
+    if jkt:
+        payload["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the client's DPoP key
     if cfg.issuer:
         payload["iss"] = cfg.issuer
     if cfg.audience:

@@ -71,8 +71,8 @@ MIDDLEWARE = [
 CORS_ALLOWED_ORIGINS = _list("DJANGO_CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/"
 CORS_ALLOW_CREDENTIALS = True
-CORS_ALLOW_HEADERS = (*default_headers, "x-csrf-token")
-CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
+CORS_ALLOW_HEADERS = (*default_headers, "x-csrf-token", "dpop")
+CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate", "DPoP-Nonce"]
 CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # DJANGO_HTTPS=1: served over HTTPS behind a TLS proxy that sets X-Forwarded-Proto.

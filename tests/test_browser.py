@@ -442,3 +442,100 @@ async def test_spa_on_an_origin_cors_does_not_allow_cannot_log_in(tabs, make_use
             await shots(page, "cors-refused")
 
     assert tab.foreign == []
+
+
+async def test_spa_dpop_mode_binds_the_session_to_a_key_the_page_cannot_export(
+    tabs, make_user, shots
+):
+    """examples/spa?mode=dpop: a non-extractable WebCrypto key in IndexedDB signs a proof
+    for every call; tokens copied out of the page are refused without that key."""
+    import httpx
+
+    from tests.dpop_client import Key
+
+    user = await make_user()
+    lifetime = 4  # the app refreshes at 3 s
+    with (
+        static_site(SPA) as app,
+        api_server(
+            DJANGO_CORS_ALLOWED_ORIGINS=app, AUTHAPI_ACCESS_TOKEN_LIFETIME=str(lifetime)
+        ) as api,
+    ):
+        async with asyncio.timeout(TEST_SECONDS):
+            tab = await tabs()
+            page = tab.page
+            await page.goto(f"{app}/?api={api.url}&mode=dpop")
+            await expect(page.locator("#mode")).to_contain_text("DPoP")
+            await spa_login(page, user.username)
+            assert await tab.cookies(api.url) == {}  # no cookie carries anything
+            await shots(page, "dpop-logged-in")
+
+            stored = """async () => {
+              const db = await new Promise((ok, no) => {
+                const r = indexedDB.open("authapi-dpop", 1); r.onsuccess = () => ok(r.result);
+                r.onerror = () => no(r.error);
+              });
+              const read = (name) => new Promise((ok) => {
+                const r = db.transaction("kv").objectStore("kv").get(name);
+                r.onsuccess = () => ok(r.result);
+              });
+              const key = await read("key"), tokens = await read("tokens");
+              let exported = "refused";
+              try { await crypto.subtle.exportKey("jwk", key.privateKey); exported = "exported"; }
+              catch (e) { exported = "refused"; }
+              return {tokens, extractable: key.privateKey.extractable, exported};
+            }"""
+            found = await page.evaluate(stored)
+            assert found["extractable"] is False and found["exported"] == "refused"
+            stolen = found["tokens"]
+
+            # Past the access lifetime the app's timer refreshed, each time with a proof.
+            await expect(page.locator("#refreshes")).to_have_text("2", timeout=3 * WAIT_MS)
+            assert await click_me(page) == 200
+            await expect(page.locator("#me")).to_contain_text(user.username)
+            # A reload keeps the session: the key and the tokens are in IndexedDB.
+            async with page.expect_response(lambda r: r.url.endswith("/api/auth/me")) as me:
+                await page.reload()
+            assert (await me.value).status == 200
+            await shots(page, "dpop-reloaded")
+
+            # What a thief copies out of the page is useless without the key.
+            current = (await page.evaluate(stored))["tokens"]
+            thief = Key()
+            async with httpx.AsyncClient(base_url=api.url) as http:
+                as_bearer = await http.get(
+                    "/api/auth/me", headers={"Authorization": f"Bearer {current['access']}"}
+                )
+                assert as_bearer.status_code == 401
+                me_url = f"{api.url}/api/auth/me"
+                with_thief_key = await http.get(
+                    "/api/auth/me",
+                    headers={
+                        "Authorization": f"DPoP {current['access']}",
+                        "DPoP": thief.proof("GET", me_url, token=current["access"]),
+                    },
+                )
+                assert with_thief_key.status_code == 401
+                refresh_url = f"{api.url}/api/auth/refresh"
+                for headers in ({}, {"DPoP": thief.proof("POST", refresh_url)}):
+                    refused = await http.post(
+                        "/api/auth/refresh", json={"refresh": current["refresh"]}, headers=headers
+                    )
+                    assert refused.status_code == 400, refused.text
+                # The first pair, spent by the app's refreshes, is no better.
+                old = await http.get(
+                    "/api/auth/me", headers={"Authorization": f"Bearer {stolen['access']}"}
+                )
+                assert old.status_code == 401
+            # The thief's tries spent nothing: the page still refreshes and calls /me.
+            await page.click("#refresh")
+            assert await click_me(page) == 200
+
+            await page.click("#logout")
+            await expect(page.locator("#status")).to_have_text(
+                re.compile(r"^logged out: /api/auth/logout answered 204; /me answers 401 ")
+            )
+            await shots(page, "dpop-logged-out")
+
+    assert tab.foreign == [], "requests that left 127.0.0.1"
+    assert tab.errors == []

@@ -474,3 +474,30 @@ def test_authapi_never_imports_drf():
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_dpop_bound_token_needs_its_proof_on_drf_views(client, user, path):
+    from tests.dpop_client import Key
+
+    key, thief = Key(), Key()
+    login_url = "http://127.0.0.1/api/auth/login"
+    pair = (
+        await client.post(
+            "/api/auth/login",
+            json={"username": user.username, "password": PASSWORD},
+            headers={"DPoP": key.proof("POST", login_url)},
+        )
+    ).json()
+    access, url = pair["access"], f"http://127.0.0.1{path}"
+
+    def dpop(k):
+        return {"Authorization": f"DPoP {access}", "DPoP": k.proof("GET", url, token=access)}
+
+    ok = await client.get(path, headers=dpop(key))
+    assert ok.status_code == 200, ok.text
+    for headers in (bearer(access), dpop(thief), {"Authorization": f"DPoP {access}"}):
+        refused = await client.get(path, headers=headers)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["code"] == "token_not_valid"
+    assert refused.headers["WWW-Authenticate"].startswith('DPoP realm="api"')

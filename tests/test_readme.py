@@ -97,3 +97,16 @@ def test_the_httpie_walkthrough(served):
     statuses = [m.strip() for m in re.findall(r"HTTP/1\.1 \d{3}[^\n]*", out)]
     assert statuses == _expected(block), out
     assert '"username": "alice"' in out, out
+
+
+def test_the_dpop_python_snippet(served):
+    env, port, data = served
+    found = re.search(r"<!-- dpop:python -->\n```python\n(.*?)```", README, re.S)
+    assert found
+    script = found[1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script],
+        cwd=data, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["alice", "401"]

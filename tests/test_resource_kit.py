@@ -357,7 +357,7 @@ async def test_the_kit_checks_typ_type_iss_aud_exp_and_nbf():
                 _token(key, **good, exp=now - 10),
                 _token(key, **good, nbf=now + 60),
                 _token(key, **good, sub="8"),
-                _token(key, **good, cnf={"jkt": "a" * 43}),  # DPoP-bound: needs a proof
+                _token(key, **good, cnf={"x5t#S256": "a" * 43}),  # bound some other way
                 jwt.encode(
                     jwt.decode(_token(key, **good), options={"verify_signature": False}),
                     key.signing,
@@ -435,6 +435,56 @@ def test_misconfiguration_is_an_error_naming_the_fault(cfg):
         resource_settings.from_mapping(cfg)
 
 
+async def test_a_dpop_bound_token_needs_its_proof_at_the_resource_service(
+    http, auth, resource, user
+):
+    """Process to process: bound at the auth service, checked with its proof by the kit;
+    a copy of the token, a replayed proof or a thief's key get nothing."""
+    from tests.dpop_client import Key
+
+    key, thief = Key(), Key()
+    login = f"{auth.url}/api/auth/login"
+    answer = await http.post(
+        login,
+        json={"username": user.username, "password": PASSWORD},
+        headers={"DPoP": key.proof("POST", login)},
+    )
+    pair = answer.json()
+    assert pair["token_type"] == "DPoP", pair
+    access, orders = pair["access"], f"{resource.url}/api/orders"
+
+    def dpop(k, **kw):
+        return {
+            "Authorization": f"DPoP {access}",
+            "DPoP": k.proof("GET", orders, token=access, **kw),
+        }
+
+    headers = dpop(key)
+    ok = await http.get(orders, headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["user_id"] == user.pk
+    replay = await http.get(orders, headers=headers)
+    assert replay.status_code == 401
+    assert replay.json()["code"] == "invalid_dpop_proof"
+    for refused_headers in (
+        bearer(access),
+        dpop(thief),
+        {"Authorization": f"DPoP {access}"},
+        {
+            "Authorization": f"DPoP {access}",
+            "DPoP": key.proof("GET", f"{auth.url}/api/auth/me", token=access),
+        },
+    ):
+        refused = await http.get(orders, headers=refused_headers)
+        assert refused.status_code == 401, refused.text
+        assert "DPoP" in refused.headers["WWW-Authenticate"]
+    out = await http.post(f"{auth.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+    assert out.status_code == 204
+    gone = await http.get(orders, headers=dpop(key))
+    assert gone.status_code == 401
+    assert gone.json()["code"] == "token_not_valid"
+
+
 def test_the_kit_imports_nothing_of_the_service():
     """No store module (its metrics make folders), no models, no app registry needed."""
     code = (
@@ -485,6 +535,13 @@ async def test_the_readme_read_only_acl_user_is_enough_and_cannot_write(
                 reader.hset(f"authapi:{{u{user.pk}}}:s:x", "uid", "1")
             with pytest.raises(redis_sync.exceptions.NoPermissionError):
                 reader.delete(f"authapi:{{u{user.pk}}}:s:x")
+            for key in (f"authapi:{{u{user.pk}}}:s:x", f"authapi:{{u{user.pk}}}:sessions", "x"):
+                with pytest.raises(redis_sync.exceptions.NoPermissionError):
+                    reader.set(key, "1")
+            # A DPoP proof's jti: the one thing it writes, never read back by this user.
+            assert reader.set(f"authapi:{{u{user.pk}}}:dp:test", "1", nx=True, px=1000)
+            with pytest.raises(redis_sync.exceptions.NoPermissionError):
+                reader.get(f"authapi:{{u{user.pk}}}:dp:test")
         finally:
             reader.close()
     finally:

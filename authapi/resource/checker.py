@@ -5,7 +5,10 @@
 2. The claims, by :func:`authapi.tokens.verify`, the very function the auth service
    runs: ``typ`` (``at+jwt``; RFC 9068), token type ``access``, ``iss`` and ``aud`` when
    configured, ``exp``/``nbf``/``iat`` with ``LEEWAY``, well-formed ``jti``/``sid``/``sub``.
-   A token bound to a key (``cnf``, DPoP) is refused: the kit checks no proofs.
+   A token bound to a key (``cnf.jkt``, DPoP, RFC 9449) is accepted only as
+   ``Authorization: DPoP`` with a proof by that key for this request (:mod:`authapi.dpop`,
+   the auth service's own check); the proof's ``jti`` is claimed in the store in the same
+   round trip as the revocation read (with introspection: in this process only).
 3. Revocation, as the auth service decides it:
    * ``REDIS_URL``: one HMGET on the auth service's store, the key and the verdict from
      :mod:`authapi.keyspace`, shared with its own access check. A token is refused from
@@ -29,13 +32,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
+from django.http import HttpRequest
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from authapi import keys, keyspace, redis_url, tokens
-from authapi.errors import StoreUnavailable, TokenInvalid
+from authapi import dpop, keys, keyspace, redis_url, tokens
+from authapi.errors import DPoPInvalid, StoreUnavailable, TokenInvalid
 from authapi.resource import settings as resource_settings
 from authapi.resource.jwks import KeyCache
 
@@ -97,18 +101,65 @@ class Checker:
             weakref.WeakKeyDictionary()
         )
         self._introspected: dict[str, tuple[bool, float]] = {}
+        self._seen: dict[str, float] = {}  # DPoP jtis, introspection mode only
 
     # --- the check ------------------------------------------------------------------------
 
-    async def verify(self, token: Any) -> ResourceContext:
+    async def verify(
+        self, token: Any, *, request: HttpRequest | None = None, dpop_scheme: bool = False
+    ) -> ResourceContext:
         claims = await self.claims(token)
+        proof = None
+        if claims.jkt is not None:
+            proof = self._proof(token, claims, request if dpop_scheme else None)
+        elif dpop_scheme:
+            raise TokenInvalid("This access token is not DPoP-bound: send it as Bearer")
         if self.cfg.redis_url:
-            alive = await self._store_says(claims)
+            alive, fresh = await self._store_says(claims, proof)
         else:
             alive = await self._introspection_says(token, claims)
+            fresh = proof is None or self._first_here(proof)
         if not alive:
             raise TokenInvalid("Token has been revoked")
+        if not fresh:
+            raise DPoPInvalid("The DPoP proof was used before (its jti is spent)")
         return ResourceContext(claims)
+
+    def _proof(self, token: str, claims: tokens.Claims, request: HttpRequest | None) -> dpop.Proof:
+        if request is None:
+            refused = DPoPInvalid(
+                "This token is DPoP-bound: send it as 'Authorization: DPoP' with a proof"
+            )
+            refused.extra_headers["WWW-Authenticate"] = (
+                f'DPoP error="invalid_token", algs="{" ".join(dpop.ALGORITHMS)}"'
+            )
+            raise refused
+        value = dpop.proof_header(request)
+        if value is None:
+            raise DPoPInvalid("This request needs a DPoP proof (the DPoP header)")
+        proof = dpop.verify(
+            value,
+            method=request.method or "",
+            uri=dpop.request_uri(request),
+            access_token=token,
+            leeway=self.cfg.leeway,
+        )
+        if proof.jkt != claims.jkt:
+            raise DPoPInvalid("The DPoP proof is signed by another key than the token is bound to")
+        return proof
+
+    def _first_here(self, proof: dpop.Proof) -> bool:
+        """Introspection mode has no store to claim a jti in: this process remembers."""
+        now = time.monotonic()
+        key = f"{proof.jkt}:{proof.jti}"
+        if self._seen.get(key, 0.0) > now:
+            return False
+        if len(self._seen) >= _CACHE_MAX:
+            self._seen = {k: t for k, t in self._seen.items() if t > now}
+            if len(self._seen) >= _CACHE_MAX:
+                self._seen.clear()
+        self._seen[key] = now + dpop.proof_ttl_ms() / 1000
+        return True
 
     async def claims(self, token: Any) -> tokens.Claims:
         """Signature and claims, no revocation: what the token itself proves."""
@@ -121,10 +172,8 @@ class Checker:
         claims = tokens.verify(
             token, "access", lookup, issuer=cfg.issuer, audience=cfg.audience, leeway=cfg.leeway
         )
-        if "cnf" in claims.payload:
-            # Bound to a key (DPoP, RFC 9449): only valid with a proof, which the kit does
-            # not check. Refused rather than accepted as a plain Bearer token.
-            raise TokenInvalid("Token is bound to a key (DPoP); send it where proofs are checked")
+        if "cnf" in claims.payload and claims.jkt is None:
+            raise TokenInvalid("Token is bound to a key this service cannot check")
         return claims
 
     # --- revocation: the store ---------------------------------------------------------------
@@ -145,13 +194,27 @@ class Checker:
             self._clients[loop] = client
         return client
 
-    async def _store_says(self, claims: tokens.Claims) -> bool:
+    async def _store_says(
+        self, claims: tokens.Claims, proof: dpop.Proof | None
+    ) -> tuple[bool, bool]:
+        """(not revoked, the proof's jti never seen before) in one round trip."""
         key = keyspace.session_key(claims.user_id, claims.sid)
+        fields = keyspace.access_fields(claims.jti)
         try:
-            uid, revoked = await self._client().hmget(key, keyspace.access_fields(claims.jti))
+            if proof is None:
+                uid, revoked = await self._client().hmget(key, fields)
+                fresh = True
+            else:
+                # One hash tag: one node, one round trip, as the auth service's own check.
+                claim = keyspace.dpop_jti_key(claims.user_id, proof.jkt, proof.jti)
+                pipe = self._client().pipeline(transaction=False)
+                pipe.hmget(key, fields)
+                pipe.set(claim, "1", nx=True, px=dpop.proof_ttl_ms())
+                (uid, revoked), claimed = await pipe.execute()
+                fresh = bool(claimed)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable() from exc
-        return keyspace.access_verdict(claims.user_id, uid, revoked)
+        return keyspace.access_verdict(claims.user_id, uid, revoked), fresh
 
     async def aclose(self) -> None:
         """Close this loop's store client."""
@@ -243,7 +306,10 @@ async def aclose() -> None:
         await _checker.aclose()
 
 
-async def verify(token: Any) -> ResourceContext:
+async def verify(
+    token: Any, *, request: HttpRequest | None = None, dpop_scheme: bool = False
+) -> ResourceContext:
     """Verify an access token and that it is not revoked; TokenInvalid (401) or
-    StoreUnavailable (503) otherwise."""
-    return await checker().verify(token)
+    StoreUnavailable (503) otherwise. A DPoP-bound token needs ``dpop_scheme`` (it came as
+    ``Authorization: DPoP``) and the ``request`` whose ``DPoP`` proof is checked."""
+    return await checker().verify(token, request=request, dpop_scheme=dpop_scheme)

@@ -20,6 +20,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from authapi import dpop
 from authapi.errors import StoreUnavailable, TokenInvalid
 from authapi.resource.checker import ResourceContext, verify
 
@@ -92,7 +93,7 @@ class ResourceAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ResourceUser, ResourceContext] | None:
         value = request.META.get("HTTP_AUTHORIZATION")
         words = value.split() if isinstance(value, str) else []
-        if not words or words[0].lower() != "bearer":
+        if not words or words[0].lower() not in ("bearer", "dpop"):
             return None
         if len(words) != 2:
             raise exceptions.AuthenticationFailed(
@@ -101,11 +102,12 @@ class ResourceAuthentication(BaseAuthentication):
                     "code": "bad_authorization_header",
                 }  # fmt: skip
             )
+        http, dpop_scheme = request._request, words[0].lower() == "dpop"
         try:
-            if isinstance(request._request, ASGIRequest):
-                access = async_to_sync(verify)(words[1])
+            if isinstance(http, ASGIRequest):
+                access = async_to_sync(verify)(words[1], request=http, dpop_scheme=dpop_scheme)
             else:
-                access = _wsgi_loop.run(verify(words[1]))
+                access = _wsgi_loop.run(verify(words[1], request=http, dpop_scheme=dpop_scheme))
         except TokenInvalid as exc:
             raise exceptions.AuthenticationFailed(
                 {"detail": exc.message, "code": TokenInvalid.code}
@@ -115,6 +117,11 @@ class ResourceAuthentication(BaseAuthentication):
         return ResourceUser(access), access
 
     def authenticate_header(self, request: Request) -> str:
+        sent = request.META.get("HTTP_AUTHORIZATION")
+        if isinstance(sent, str) and sent.strip().lower().startswith("dpop "):
+            algs = " ".join(dpop.ALGORITHMS)
+            realm = self.www_authenticate_realm
+            return f'DPoP realm="{realm}", error="invalid_dpop_proof", algs="{algs}"'
         challenge = f'Bearer realm="{self.www_authenticate_realm}"'
         if request.META.get("HTTP_AUTHORIZATION"):
             challenge += ', error="invalid_token"'

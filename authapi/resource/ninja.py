@@ -36,13 +36,20 @@ class ResourceBearer(HttpBearer):
         if not value:
             return None  # Ninja answers 401
         scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "dpop":  # a DPoP-bound token and its proof (RFC 9449)
+            return self._check(request, token.strip(), dpop_scheme=True)
         if scheme.lower() != "bearer":
             return None
         return self.authenticate(request, token.strip())
 
     async def authenticate(self, request: HttpRequest, token: str) -> ResourceContext:
+        return await self._check(request, token, dpop_scheme=False)
+
+    async def _check(
+        self, request: HttpRequest, token: str, *, dpop_scheme: bool
+    ) -> ResourceContext:
         try:
-            return await verify(token)
+            return await verify(token, request=request, dpop_scheme=dpop_scheme)
         except AuthApiError as exc:
             raise ResourceRefused(exc) from None
 

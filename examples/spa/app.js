@@ -1,5 +1,9 @@
-// authapi example single-page app, cookie mode (AUTHAPI_COOKIES=1), plain JS, no build step.
+// authapi example single-page app, plain JS, no build step. Two modes:
 //
+// ?mode=cookie (the default), described next; ?mode=dpop, described at dpop.js: no
+// cookies, tokens bound to a non-extractable WebCrypto key kept in IndexedDB.
+//
+// Cookie mode (AUTHAPI_COOKIES=1):
 // Served from its own origin (say http://127.0.0.1:5173/?api=http://127.0.0.1:8000), which
 // the API lists in DJANGO_CORS_ALLOWED_ORIGINS. Every call is fetch(..., {credentials:
 // "include"}): the browser sends and stores the httpOnly authapi_access / authapi_refresh
@@ -8,8 +12,9 @@
 // reload refreshes at once (the page cannot know when the httpOnly access cookie expires).
 "use strict";
 
-const API = (new URLSearchParams(location.search).get("api") || "http://127.0.0.1:8000")
-  .replace(/\/+$/, "");
+const PARAMS = new URLSearchParams(location.search);
+const API = (PARAMS.get("api") || "http://127.0.0.1:8000").replace(/\/+$/, "");
+const DPOP = PARAMS.get("mode") === "dpop";
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 const $ = (id) => document.getElementById(id);
 
@@ -23,6 +28,7 @@ function csrfToken() {
 
 // One API call: {status, data}. A network or CORS failure throws (fetch's TypeError).
 async function call(method, path, body) {
+  if (DPOP) return window.authapiDPoP.call(API, method, path, body);
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (!SAFE.has(method) && csrfToken()) headers["X-CSRF-Token"] = csrfToken();
@@ -32,6 +38,10 @@ async function call(method, path, body) {
     credentials: "include",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  return parse(response);
+}
+
+async function parse(response) {
   const text = await response.text();
   let data = text;
   try {
@@ -85,7 +95,8 @@ function withRefreshLock(work) {
 }
 
 async function refresh() {
-  const result = await withRefreshLock(() => call("POST", "/api/auth/refresh"));
+  const result = await withRefreshLock(() =>
+    DPOP ? window.authapiDPoP.refresh(API) : call("POST", "/api/auth/refresh"));
   if (result.status === 200) {
     refreshes += 1;
     $("refreshes").textContent = String(refreshes);
@@ -125,14 +136,15 @@ async function login(event) {
     setStatus("signed-out", `login refused: ${describe(result)}`);
     return;
   }
-  // result.data.access is there too; this app never keeps it: the cookie carries it.
+  // Cookie mode: result.data.access is there too; this app never keeps it, the cookie
+  // carries it. DPoP mode: dpop.js kept the bound pair.
   event.target.reset();
   schedule(result.data.expires_in);
   await showMe();
 }
 
 async function logout(path) {
-  const result = await call("POST", path);
+  const result = DPOP ? await window.authapiDPoP.logout(API, path) : await call("POST", path);
   if (result.status !== 204) showError(`${path} answered ${describe(result)}`);
   const me = await showMe(false);
   signedOut(`logged out: ${path} answered ${result.status}; /me answers ${describe(me)}`);
@@ -146,6 +158,7 @@ function guard(handler) {
 }
 
 $("api").textContent = API;
+$("mode").textContent = DPOP ? "DPoP (a key this page cannot export)" : "cookies";
 $("login").addEventListener("submit", guard(login));
 $("show-me").addEventListener("click", guard(showMe));
 $("refresh").addEventListener("click", guard(refresh));
@@ -155,7 +168,7 @@ $("logout-all").addEventListener("click", guard(() => logout("/api/auth/logout-a
 // On load: a csrf cookie means a session may be alive; refresh to learn when its access
 // token expires, then show /me.
 (async () => {
-  if (!csrfToken()) {
+  if (DPOP ? !(await window.authapiDPoP.hasSession()) : !csrfToken()) {
     signedOut("signed out");
     return;
   }
