@@ -50,7 +50,7 @@ README = BENCH / "README.md"
 OURS_VENV = ROOT / ".venv"
 PASSWORD = "bench-password"
 SECRET = "bench-secret-not-for-production-" + "x" * 40
-SCENARIOS = ("protected", "me", "refresh", "login", "logout", "resource")
+SCENARIOS = ("protected", "me", "me-dpop", "refresh", "login", "logout", "resource")
 TOKEN_SCENARIOS = ("refresh", "logout")
 LOGIN_USERS = 2000  # the login scenario cycles through them: ours keeps <= 100 sessions each
 MINT_BATCH = 4000  # users made for pre-minting at a time
@@ -136,6 +136,9 @@ TARGETS = (
         {
             "protected": "/bench/protected",
             "me": "/api/auth/me",
+            # /me with a DPoP-bound token and a fresh proof each request (RFC 9449): one
+            # signature check more, the same one store round trip; ours alone has it
+            "me-dpop": "/api/auth/me",
             "refresh": "/api/auth/refresh",
             "login": "/api/auth/login",
             "logout": "/api/auth/logout",
@@ -657,6 +660,7 @@ class Live:
     env: dict[str, str]
     next_mint: int = 0
     mint_made: int = MINT_BATCH
+    dpop_token: str | None = None  # me-dpop: the bench user's bound access token
 
 
 @dataclass
@@ -872,6 +876,23 @@ class Bench:
             raise BenchError(f"{live.target.name}: the bench user cannot log in")
         return str(answer[0]["access"])
 
+    def dpop_proofs(self, live: Live, files: Path, count: int) -> Path:
+        """A file for bench.lua's ``proofs`` mode: the bench user's DPoP-bound access token
+        (one login per server, its key kept in ``files``), then ``count`` fresh proofs."""
+        script, keyfile = ROOT / "bench" / "dpop_proofs.py", files / f"dpop-{live.port}.pem"
+        url = f"http://127.0.0.1:{live.port}{live.target.paths['me-dpop']}"
+        python = live.target.python
+        if live.dpop_token is None:
+            login = f"http://127.0.0.1:{live.port}{live.target.paths['login']}"
+            live.dpop_token = run(
+                [python, script, "login", keyfile, login, "bench", PASSWORD], timeout=60
+            ).strip()
+        path = files / f"{live.target.name}-me-dpop.txt"
+        path.write_text(
+            run([python, script, "proofs", keyfile, url, live.dpop_token, str(count)], timeout=300)
+        )
+        return path
+
     # -- one run
 
     def last_rate(self, workers: int, target: Target, scenario: str) -> float | None:
@@ -989,7 +1010,19 @@ class Bench:
         target, opts = live.target, self.opts
         warm: dict[str, Any] | None = None
         tokens = 0
-        if scenario in ("protected", "me", "login", "resource"):
+        if scenario == "me-dpop":
+            mode, arg, tokens, warm = "proofs", "", 0, None
+            # One bound session; proofs made right before each run (they live a minute).
+            prior = self.last_rate(workers, target, scenario)
+            rate = prior or self.last_rate(workers, target, "me") or 1000.0 * workers
+            if opts.warmup:
+                path = self.dpop_proofs(live, files, math.ceil(rate * 1.5 * opts.warmup))
+                warm = self.drive(live, scenario, mode, str(path), opts.warmup)
+                path.unlink()
+                rate = max(prior or 0.0, warm["rps"])
+            tokens = math.ceil(rate * 1.25 * opts.duration) + 2 * opts.connections
+            arg = str(self.dpop_proofs(live, files, tokens))
+        elif scenario in ("protected", "me", "login", "resource"):
             if scenario == "login":
                 mode, arg = "login", str(files / "login-users.txt")
             else:
@@ -1016,7 +1049,7 @@ class Bench:
             path.write_text("\n".join(self.mint(live, tokens)) + "\n")
             arg = str(path)
         result = self.measure(live, others, store, scenario, mode, arg)
-        if mode == "tokens":
+        if mode in ("tokens", "proofs"):
             Path(arg).unlink()
         result.update(
             round=rnd,
@@ -1209,6 +1242,9 @@ def summarise(runs: list[dict[str, Any]], opts: Options) -> list[dict[str, Any]]
                     "foreign_cpu_pct": _median([r["foreign_cpu_pct"] for r in rounds]),
                     "contended": sum(r["foreign_cpu_pct"] > CONTENDED_PCT for r in rounds),
                     "imbalanced": sum(bool(r.get("imbalanced")) for r in rounds),
+                    # me-dpop's price: per-round ratio to ours' plain /me of the same round
+                    "dpop_over_me": _ratios(mine, _pick(runs, workers, "me", "ours"))
+                    if (target.name, scenario) == ("ours", "me-dpop") else None,
                 })  # fmt: skip
     return rows
 
@@ -1256,6 +1292,16 @@ def render(rows: list[dict[str, Any]], opts: Options, meta: dict[str, Any]) -> s
             if ours:
                 ceiling.append(f"{scenario} {ours[0]['ours_over_ceiling']:.2f}")
         plural = "worker" if workers == 1 else "workers"
+        dpop_price = next(
+            (r["dpop_over_me"] for r in rows if (r["workers"], r["scenario"], r["target"])
+             == (workers, "me-dpop", "ours") and r.get("dpop_over_me")),
+            None,
+        )  # fmt: skip
+        if dpop_price is not None:
+            lines.append(
+                f"- DPoP's price, {workers} {plural}: me-dpop / me = {dpop_price:.2f} "
+                "(req/s; a proof's signature checked, its jti claimed in the same command)"
+            )
         if best:
             lines.append(f"- ours vs best peer, {workers} {plural} (req/s): " + "; ".join(best))
         if ceiling:

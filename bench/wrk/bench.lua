@@ -5,6 +5,9 @@
 --                                          never twice; thread i takes lines i, i+threads, ...
 --   login <threads> <connections> <file>   POST {"username", "password"}, cycling the
 --                                          "<user> <ip>" lines, with "X-Forwarded-For: <ip>"
+--   proofs <threads> <connections> <file>  GET with "Authorization: DPoP <token>" (the file's
+--                                          first line) and a DPoP proof (each later line once,
+--                                          never twice, as tokens)
 --
 -- (wrk gives a script neither its thread nor its connection count: run.py passes both.)
 --
@@ -76,6 +79,17 @@ function init(args)
          end
       end
       -- wrk shares its connections evenly among its threads
+      reserve = math.ceil(nconns / nthreads)
+   elseif mode == "proofs" then
+      walking = true
+      local all = lines(args[4])
+      local token = all[1]
+      for i = 2, #all do
+         if (i - 2) % nthreads == tid then
+            local headers = { ["Authorization"] = "DPoP " .. token, ["DPoP"] = all[i] }
+            table.insert(requests_list, wrk.format("GET", path, headers))
+         end
+      end
       reserve = math.ceil(nconns / nthreads)
    elseif mode == "login" then
       for i, line in ipairs(lines(args[4])) do
