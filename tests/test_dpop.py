@@ -306,3 +306,60 @@ def test_a_proof_replayed_at_another_instance_is_refused(user):
             me = f"{second.url}/api/auth/me"
             fresh = {"Authorization": f"DPoP {access}", "DPoP": key.proof("GET", me, token=access)}
             assert http.get(me, headers=fresh).status_code == 200
+
+
+async def test_the_metadata_lists_the_proof_algorithms_unless_off(client, authapi_settings):
+    answer = (await client.get("/.well-known/oauth-authorization-server")).json()
+    assert answer["dpop_signing_alg_values_supported"] == list(dpop.ALGORITHMS)
+    assert not {"HS256", "HS384", "HS512", "none"} & set(
+        answer["dpop_signing_alg_values_supported"]
+    )
+    with authapi_settings(DPOP="off"):
+        off = (await client.get("/.well-known/oauth-authorization-server")).json()
+    assert "dpop_signing_alg_values_supported" not in off
+
+
+async def test_introspection_shows_the_binding(client, user, authapi_settings):
+    import base64
+
+    key = Key()
+    secret = "introspection-secret-0123456789"
+    basic = base64.b64encode(f"orders:{secret}".encode()).decode()
+    with authapi_settings(RESOURCE_CLIENTS=f"orders:{secret}"):
+        pair = await bound_login(client, user, key)
+        answer = await client.post(
+            "/api/auth/introspect",
+            data={"token": pair["access"]},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+    body = answer.json()
+    assert body["active"] is True
+    assert body["cnf"] == {"jkt": key.thumbprint}
+
+
+async def test_no_bad_proof_is_ever_a_500(client, user):
+    """Every refused proof of the unit tests, sent over HTTP at /me and at refresh."""
+    from tests.test_dpop_proofs import BAD
+
+    key = Key()
+    pair = await bound_login(client, user, key)
+    access = pair["access"]
+    for name, make in BAD.items():
+        proof = make(key).replace("https://api.example.com", BASE)
+        me = await client.get(
+            "/api/auth/me", headers={"Authorization": f"DPoP {access}", "DPoP": proof}
+        )
+        assert me.status_code == 401, (name, me.text)
+        assert me.json()["code"] in ("invalid_dpop_proof", "token_not_valid"), name
+    for junk in ("", "a.b.c", "x" * 5000, "é.é.é", "..", "a" * 40):
+        raw = junk.encode()  # as sent on the wire: UTF-8 bytes
+        me = await client.get(
+            "/api/auth/me", headers={"Authorization": f"DPoP {access}", "DPoP": raw}
+        )
+        assert me.status_code == 401, (junk[:10], me.text)
+        refreshed = await client.post(
+            "/api/auth/refresh", json={"refresh": pair["refresh"]}, headers={"DPoP": raw}
+        )
+        assert refreshed.status_code == 400, refreshed.text
+    # The owner's key still works afterwards: nothing was spent.
+    assert (await client.get("/api/auth/me", headers=dpop_headers(key, access))).status_code == 200
