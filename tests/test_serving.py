@@ -129,6 +129,21 @@ async def test_database_connections_outlive_requests(client, user):
     assert opened == []
 
 
+async def test_a_stock_paths_connection_is_closed_with_its_thread(client):
+    """Django's handler (a host's view) runs its sync work on a thread that ends with the
+    request: the connection opened there is closed then, not left to the garbage collector
+    (which psycopg reports as a ResourceWarning) however long CONN_MAX_AGE is."""
+    from tests.urls import STOCK_CONNECTIONS
+
+    STOCK_CONNECTIONS.clear()
+    for _ in range(3):
+        response = await client.get("/stock-query")
+        assert response.status_code == 200
+    assert len(STOCK_CONNECTIONS) == 3
+    assert all(c.connection is None for c in STOCK_CONNECTIONS)  # type: ignore[attr-defined]
+    STOCK_CONNECTIONS.clear()
+
+
 async def test_an_unknown_host_is_refused_as_json(client):
     response = await client.get("/api/auth/me", headers={"Host": "evil.example"})
     assert response.status_code == 400

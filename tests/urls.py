@@ -79,6 +79,19 @@ async def file_like_view(request):
     return HttpResponse(source)
 
 
+STOCK_CONNECTIONS: list[object] = []
+
+
+def stock_query_view(request):
+    """A host's plain sync view on Django's own path, querying the database."""
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    count = get_user_model().objects.count()
+    STOCK_CONNECTIONS.append(connections["default"])  # this thread's own, not the proxy
+    return HttpResponse(str(count))
+
+
 SWALLOWED: list[bool] = []
 
 
@@ -97,5 +110,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("bare/", bare.urls),
     path("file-like", file_like_view),
     path("swallowing", swallowing_view),
+    path("stock-query", stock_query_view),
 ]
 __all__ = ["urlpatterns", "handler400", "handler403", "handler404", "handler500"]

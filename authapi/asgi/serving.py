@@ -33,8 +33,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
-from django.core.handlers.asgi import ASGIRequest
-from django.core.signals import setting_changed
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.signals import request_finished, setting_changed
+from django.db import connections
 from django.dispatch import receiver
 from django.urls import get_resolver
 
@@ -99,6 +101,28 @@ async def refuse_websocket(receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
+def _close_thread_connections(**kwargs: Any) -> None:
+    """Django's ASGI handler runs a request's sync work on a thread of its own, which ends
+    with the request: a connection kept there for ``CONN_MAX_AGE`` can never be used again,
+    only left open for the garbage collector (psycopg warns of it). Under :func:`serve`,
+    where ``CONN_MAX_AGE`` pays on the app's long-lived threads, close it as the request
+    finishes, on its own thread (Django sends ``request_finished`` there), as Django's
+    persistent connections would be with ``CONN_MAX_AGE = 0``. Django's own receivers run
+    as ever; for any other handler (WSGI, a host's subclass) this receiver is not called."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def _close_connections_of_djangos_asgi_threads() -> None:
+    for handler in (ASGIHandler, ASGIStaticFilesHandler):
+        request_finished.connect(
+            _close_thread_connections,
+            sender=handler,
+            dispatch_uid=f"authapi.asgi.serving.close_thread_connections.{handler.__name__}",
+        )
+
+
 def serve(
     django_app: Any,
     *,
@@ -111,6 +135,7 @@ def serve(
     lean = RequestLimits(handler or api_handler())
     pool = SyncThreads(threads or min(32, (os.cpu_count() or 1) + 4))
     namespaces = frozenset({NAMESPACE, VIEWS, *(api.urls_namespace for api in apis)})
+    _close_connections_of_djangos_asgi_threads()
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
