@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -225,11 +225,16 @@ class LiveServer:
     """
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, app: str = "project.asgi:application"
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "project.asgi:application",
+        cwd: Path = ROOT,
     ) -> None:
         from tests.redis_server import free_port
 
         self.app = app
+        self.cwd = cwd
         self.port = free_port()
         self.args = args
         self.env = {**os.environ, **(env or {})}
@@ -239,11 +244,11 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> LiveServer:
+    def __enter__(self) -> Self:
         command = [sys.executable, "-m", "uvicorn", self.app,
                    "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
                    *self.args]  # fmt: skip
-        self.process = subprocess.Popen(command, env=self.env, cwd=ROOT)
+        self.process = subprocess.Popen(command, env=self.env, cwd=self.cwd)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

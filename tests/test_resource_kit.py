@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,49 +32,18 @@ from tests.redis_server import free_port
 EXAMPLE = ROOT / "examples" / "resource-service"
 
 
-class ResourceService:
-    """The example project under uvicorn, started from its own folder."""
+class ResourceService(LiveServer):
+    """The example project under uvicorn, started from its own folder, with nothing of the
+    test session's environment but what it is given."""
 
     def __init__(self, **env: str) -> None:
-        self.port = free_port()
+        super().__init__(app="resource_service.asgi:application", cwd=EXAMPLE)
         self.env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
             "DJANGO_SETTINGS_MODULE": "resource_service.settings",
             **env,
         }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.app = "resource_service.asgi:application"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ResourceService:
-        command = [sys.executable, "-m", "uvicorn", self.app,
-                   "--host", "127.0.0.1", "--port", str(self.port),
-                   "--log-level", "warning"]  # fmt: skip
-        self.process = subprocess.Popen(command, env=self.env, cwd=EXAMPLE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the resource service exited with {self.process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError("the resource service did not start in 30 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="module")
