@@ -14,4 +14,4 @@ AUTHAPI_RESOURCE = {
     "REDIS_URL": os.environ.get("REDIS_URL", ""),
 }
 # The user's own NinjaAPI, handed to serve() (project/asgi.py) as a host project would.
-SERVE_APIS = ["ours.urls.api"]
+SERVE_APIS = ["ours.urls.api", "ours.urls.resource"]
