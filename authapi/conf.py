@@ -189,6 +189,19 @@ def _redis_url(name: str, value: Any, default: Any = None) -> str | None:
     return url
 
 
+def _url(name: str, value: Any, default: str) -> str:
+    """An http(s) origin or base URL, kept without a trailing slash."""
+    text = _text(name, value)
+    if text is None:
+        return default
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in {"http", "https"} or not rest.strip("/"):
+        raise ImproperlyConfigured(
+            f"AUTHAPI_{name} has value {text!r}. Expected an http:// or https:// URL."
+        )
+    return text.rstrip("/")
+
+
 def _path(name: str, value: Any, default: Any = None) -> Path | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -252,6 +265,10 @@ class AuthSettings:
     # RFC 9449 proof of possession: bind a login's session to its DPoP key; nonces.
     dpop: str = setting("DPOP", choice(("optional", "required", "off"), case=str.lower), "optional")
     dpop_nonce: bool = setting("DPOP_NONCE", _bool, False)
+    # The demo project's accounts (django-allauth's headless flows, authapi.allauth), and
+    # the web client its mails link to. A host project configures allauth itself.
+    accounts: bool = setting("ACCOUNTS", _bool, False)
+    frontend_url: str = setting("FRONTEND_URL", _url, "http://localhost:3000")
     # None: the embedded server (settings.REDIS_URL is the fallback)
     redis_url: str | None = setting("REDIS_URL", _redis_url, secret=True)
     # None: settings.DATA_DIR, else var/ beside BASE_DIR (see data_dir())

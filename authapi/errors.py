@@ -6,6 +6,7 @@
       x JsonSentAsForm (a JSON body under a form Content-Type)
   + PayloadTooLarge (413) / InvalidBody (422)
   + NotAuthenticated (401, no credentials) / AuthenticationFailed (401, bad credentials)
+    x SecondFactorRequired / EmailNotVerified (the password alone is not enough)
   + TokenInvalid (401, a token was sent and is not acceptable)
     x RefreshReuse (a spent refresh token: its session was revoked)
     x DPoPInvalid (a DPoP proof missing or wrong) / DPoPNonceNeeded (send the server's nonce)
@@ -95,6 +96,24 @@ class AuthenticationFailed(AuthApiError):
     code = "no_active_account"
     detail = "No active account found with the given credentials"
     headers = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class SecondFactorRequired(AuthenticationFailed):
+    """The password was right, but the account has an active authenticator (TOTP, passkey):
+    the password alone opens no session; allauth's flow asks for the second factor."""
+
+    code = "mfa_required"
+    detail = (
+        "This account has a second factor: log in through /_allauth/app/v1/auth/login, "
+        "which asks for it."
+    )
+
+
+class EmailNotVerified(AuthenticationFailed):
+    """The password was right, but the account's email address is not verified yet."""
+
+    code = "email_not_verified"
+    detail = "Verify your email address first: follow the link in the mail we sent."
 
 
 class TokenInvalid(AuthApiError):

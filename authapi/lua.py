@@ -25,6 +25,8 @@ end
 redis.call('HSET', KEYS[1], 'uid', ARGV[4], 'cur', ARGV[5], 'cur_iat', ARGV[6],
   'cur_exp', ARGV[7], 'acc_exp', ARGV[8], 'max_exp', ARGV[9], 'created', now,
   'last_used', now, 'ua', ARGV[10], 'ip', ARGV[11], 'pw', ARGV[13], 'prof', ARGV[14])
+-- more fields of the session, as name/value pairs: 'amr', 'dj' (authapi.allauth)
+for i = 15, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local expire_at = math.max(tonumber(ARGV[7]), tonumber(ARGV[8])) * 1000
 redis.call('PEXPIREAT', KEYS[1], expire_at)
 redis.call('ZADD', idx, now, ARGV[3])
@@ -34,11 +36,13 @@ return evicted
 """
 
 # Spend the presented refresh token: advance the session, hand back the same successor
-# (replay of the parent inside the interval), or revoke the whole session (reuse).
+# (replay of the parent inside the interval), or revoke the whole session (reuse). A
+# successor carries the session's ``amr`` (how its user authenticated, RFC 8176).
 ROTATE = """
 local s, idx = KEYS[1], KEYS[2]
 local f = redis.call('HMGET', s, 'cur', 'prev', 'prev_at', 'cur_iat', 'cur_exp', 'max_exp',
-  'acc_exp', 'uid', 'pw')
+  'acc_exp', 'uid', 'pw', 'amr')
+local amr = f[10] or ''
 if not f[1] or f[8] ~= ARGV[10] then return {'gone'} end
 if f[9] and f[9] ~= ARGV[12] then
   -- the password changed behind our back (QuerySet.update, raw SQL): end the session
@@ -49,7 +53,7 @@ end
 local now, jti = tonumber(ARGV[2]), ARGV[1]
 if f[1] == ARGV[3] then
   -- this very call already ran (a client retry after a lost reply): answer it again
-  return {'ok', ARGV[3], f[4], f[5], f[7]}
+  return {'ok', ARGV[3], f[4], f[5], f[7], amr}
 end
 local max_exp, acc_old = tonumber(f[6]), tonumber(f[7])
 local aexp = math.min(tonumber(ARGV[6]), max_exp)
@@ -69,13 +73,13 @@ if f[1] == jti then
   redis.call('HSET', s, 'prev', jti, 'prev_at', now, 'cur', ARGV[3], 'cur_iat', ARGV[4],
     'cur_exp', rexp)
   keep_alive(rexp)
-  return {'ok', ARGV[3], ARGV[4], tostring(rexp), tostring(aexp)}
+  return {'ok', ARGV[3], ARGV[4], tostring(rexp), tostring(aexp), amr}
 end
 local interval = tonumber(ARGV[7])
 if f[2] == jti and interval > 0 and now - tonumber(f[3]) <= interval
     and tonumber(f[5]) * 1000 > now then
   keep_alive(tonumber(f[5]))
-  return {'same', f[1], f[4], f[5], tostring(aexp)}
+  return {'same', f[1], f[4], f[5], tostring(aexp), amr}
 end
 redis.call('DEL', s)
 redis.call('ZREM', idx, ARGV[11])

@@ -14,12 +14,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
+import redis.cluster
+import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 Client = Redis | RedisCluster
+SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
@@ -47,12 +51,33 @@ def _nodes(netloc: str, url_kind: str) -> tuple[list[tuple[str, int]], str | Non
 
 def connect(url: str, **options: Any) -> Client:
     """A client for any supported ``REDIS_URL``; ``options`` are connection settings."""
+    client: Client = _connect(url, options, Redis, RedisCluster, ClusterNode, Sentinel)
+    return client
+
+
+def connect_sync(url: str, **options: Any) -> SyncClient:
+    """The blocking client of the same URL, for code that runs in a thread (allauth's sync
+    views): the same servers and keys, never the event loop's connections."""
+    client: SyncClient = _connect(
+        url,
+        options,
+        redis.Redis,
+        redis.cluster.RedisCluster,
+        redis.cluster.ClusterNode,
+        redis.sentinel.Sentinel,
+    )
+    return client
+
+
+def _connect(
+    url: str, options: dict[str, Any], single: Any, cluster: Any, node: Any, sentinels: Any
+) -> Any:
     scheme = url.partition("://")[0].lower()
     if scheme in CLUSTER_SCHEMES:
         parts = urlsplit(url)
         nodes, username, password = _nodes(parts.netloc, "cluster")
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        return cluster(
+            startup_nodes=[node(host, port) for host, port in nodes],
             username=username,
             password=password,
             ssl=CLUSTER_SCHEMES[scheme],
@@ -69,8 +94,8 @@ def connect(url: str, **options: Any) -> Client:
         db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
         timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
         sentinel_kwargs = {**timeouts, "username": username, "password": password}
-        sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)
-        client: Redis = sentinel.master_for(
+        sentinel = sentinels(nodes, sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(
             unquote(path[0]),
             username=username,
             password=password,
@@ -78,5 +103,4 @@ def connect(url: str, **options: Any) -> Client:
             ssl=SENTINEL_SCHEMES[scheme],
             **options,
         )
-        return client
-    return Redis.from_url(url, **options)
+    return single.from_url(url, **options)

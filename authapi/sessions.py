@@ -8,13 +8,14 @@ Views call these; they speak tokens, users and the store, and raise only
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from authapi import conf, dpop, events, passwords, store, throttle, tokens, users
+from authapi import accounts, conf, dpop, events, passwords, store, throttle, tokens, users
 from authapi.client import client_ip, user_agent
 from authapi.errors import (
     AuthenticationFailed,
@@ -50,11 +51,30 @@ async def _claim_proof(user_id: int | str, proof: dpop.Proof) -> None:
         raise DPoPGrantInvalid("The DPoP proof was used before (its jti is spent)")
 
 
-async def start(
-    user: Any, request: HttpRequest, proof: dpop.Proof | None = None
-) -> tuple[str, dict[str, Any]]:
-    """Open a new session for ``user``, bound to the DPoP key of ``proof`` when one came;
-    return its id and first token pair."""
+PASSWORD = ("pwd",)  # RFC 8176: how /api/auth/login authenticates
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A session about to start: the store call that starts it, and its first pair."""
+
+    uid: int | str
+    sid: str
+    call: dict[str, Any]  # the arguments of store.start_session
+    pair: dict[str, Any]
+
+
+def opening(
+    user: Any,
+    request: HttpRequest,
+    *,
+    jkt: str | None = None,
+    amr: tuple[str, ...] = PASSWORD,
+    fields: dict[str, str] | None = None,
+) -> Opening:
+    """Plan a new session of ``user`` (bound to DPoP key ``jkt`` if given): its tokens are
+    signed, but good for nothing until the store call has run. Shared by our login and
+    allauth's flows (authapi.allauth), which run it on the sync client."""
     cfg = conf.get()
     moment = tokens.now()
     now, now_ms = int(moment), int(moment * 1000)
@@ -62,33 +82,47 @@ async def start(
     max_exp = now + cfg.session_max_age
     refresh_exp = min(now + cfg.refresh_lifetime, max_exp)
     access_exp = min(now + cfg.access_lifetime, max_exp)
+    call = {
+        "user_id": uid,
+        "sid": sid,
+        "jti": jti,
+        "iat": now,
+        "refresh_exp": refresh_exp,
+        "access_exp": access_exp,
+        "max_exp": max_exp,
+        "now_ms": now_ms,
+        "user_agent": user_agent(request),
+        "ip": client_ip(request),
+        "max_sessions": cfg.max_sessions,
+        "password_mark": users.password_mark(user),
+        "profile": users.profile_json(user),
+        "fields": {"amr": " ".join(amr), **(fields or {})},
+    }
     extra = users.custom_claims(user)
+    common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra, "jkt": jkt}
+    access = tokens.encode(tokens.build("access", exp=access_exp, amr=amr, **common))
+    refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
+    pair = _pair(access, refresh, access_exp, refresh_exp, now, bound=jkt is not None)
+    return Opening(uid, sid, call, pair)
+
+
+async def start(
+    user: Any,
+    request: HttpRequest,
+    proof: dpop.Proof | None = None,
+    amr: tuple[str, ...] = PASSWORD,
+) -> tuple[str, dict[str, Any]]:
+    """Open a new session for ``user``, bound to the DPoP key of ``proof`` when one came;
+    return its id and first token pair. The session keeps ``amr`` for its access tokens."""
+    plan = opening(user, request, jkt=proof.jkt if proof is not None else None, amr=amr)
     if proof is not None:
-        await _claim_proof(uid, proof)
-    evicted = await store.start_session(
-        user_id=uid,
-        sid=sid,
-        jti=jti,
-        iat=now,
-        refresh_exp=refresh_exp,
-        access_exp=access_exp,
-        max_exp=max_exp,
-        now_ms=now_ms,
-        user_agent=user_agent(request),
-        ip=client_ip(request),
-        max_sessions=cfg.max_sessions,
-        password_mark=users.password_mark(user),
-        profile=users.profile_json(user),
-    )
+        await _claim_proof(plan.uid, proof)
+    evicted = await store.start_session(**plan.call)
     for old in evicted:
         await events.emit(
-            "session_revoked", request, user_id=uid, session_id=old, reason="session_limit"
+            "session_revoked", request, user_id=plan.uid, session_id=old, reason="session_limit"
         )
-    jkt = proof.jkt if proof is not None else None
-    common: dict[str, Any] = {"user_id": uid, "sid": sid, "iat": now, "extra": extra, "jkt": jkt}
-    access = tokens.encode(tokens.build("access", exp=access_exp, **common))
-    refresh = tokens.encode(tokens.build("refresh", exp=refresh_exp, jti=jti, **common))
-    return sid, _pair(access, refresh, access_exp, refresh_exp, now, bound=jkt is not None)
+    return plan.sid, plan.pair
 
 
 @sensitive_variables("password")
@@ -116,6 +150,11 @@ async def login(
     if not ok or not getattr(user, "is_active", True):
         await events.emit("login_failed", request, user_id=user.pk if user else None)
         raise AuthenticationFailed()
+    refusal = await accounts.password_alone_refused(user)
+    if refusal is not None:  # the password was right; its attempt is given back
+        await throttle.succeeded(attempt)
+        await events.emit("login_failed", request, user_id=user.pk, reason=refusal.code)
+        raise refusal
     if upgrade:
         old_mark = users.password_mark(user)
         await passwords.rehash(user, password)
@@ -157,7 +196,6 @@ async def _refresh_failed(request: HttpRequest, claims: tokens.Claims, reason: s
 
 async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
     """Spend a refresh token and return the session's next pair."""
-    cfg = conf.get()
     try:
         claims = tokens.decode(token, "refresh")
     except TokenInvalid as exc:
@@ -171,23 +209,9 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
             await _session_ended(request, claims, "user_inactive")
         await _refresh_failed(request, claims, "user_inactive")
         raise TokenInvalid("User is inactive or deleted")
-    moment = tokens.now()
-    now = int(moment)
     written = users.profile_json(user)
-    rotation = await store.rotate(
-        user_id=claims.user_id,
-        sid=claims.sid,
-        jti=claims.jti,
-        new_jti=tokens.new_id(),
-        now_ms=int(moment * 1000),
-        refresh_exp=now + cfg.refresh_lifetime,
-        access_exp=now + cfg.access_lifetime,
-        reuse_interval_ms=cfg.reuse_interval * 1000,
-        user_agent=user_agent(request),
-        ip=client_ip(request),
-        password_mark=users.password_mark(user),
-        profile=written,
-    )
+    now, call = rotation_call(request, claims, user, written)
+    rotation = await store.rotate(**call)
     if rotation.outcome == "stale":
         await _session_ended(request, claims, "password_changed")
         raise TokenInvalid("Password changed: log in again")
@@ -208,25 +232,59 @@ async def refresh(request: HttpRequest, token: str) -> dict[str, Any]:
             await _catch_up(claims.user_id, claims.sid, written, fresh)
     except (DatabaseUnavailable, StoreUnavailable):
         logger.warning("refresh: could not re-read the user; /me shows the row as read")
-    extra = users.custom_claims(user)
-    common: dict[str, Any] = {
-        "user_id": claims.user_id,
-        "sid": claims.sid,
-        "extra": extra,
-        "jkt": claims.jkt,
-    }
-    access = tokens.encode(tokens.build("access", iat=now, exp=rotation.access_exp, **common))
-    new_refresh = tokens.encode(
-        tokens.build(
-            "refresh", iat=rotation.iat, exp=rotation.refresh_exp, jti=rotation.jti, **common
-        )
-    )
+    pair = next_pair(claims, rotation, user, now)
     await events.emit(
         "token_refreshed",
         request,
         user_id=claims.user_id,
         session_id=claims.sid,
         replayed=rotation.outcome == "same" or None,
+    )
+    return pair
+
+
+def rotation_call(
+    request: HttpRequest, claims: tokens.Claims, user: Any, written: str
+) -> tuple[int, dict[str, Any]]:
+    """The moment, and the store call that spends refresh token ``claims``: shared with
+    allauth's door (authapi.allauth), so both rotate by one rule."""
+    cfg = conf.get()
+    moment = tokens.now()
+    now = int(moment)
+    return now, {
+        "user_id": claims.user_id,
+        "sid": claims.sid,
+        "jti": claims.jti,
+        "new_jti": tokens.new_id(),
+        "now_ms": int(moment * 1000),
+        "refresh_exp": now + cfg.refresh_lifetime,
+        "access_exp": now + cfg.access_lifetime,
+        "reuse_interval_ms": cfg.reuse_interval * 1000,
+        "user_agent": user_agent(request),
+        "ip": client_ip(request),
+        "password_mark": users.password_mark(user),
+        "profile": written,
+    }
+
+
+def next_pair(
+    claims: tokens.Claims, rotation: store.Rotation, user: Any, now: int
+) -> dict[str, Any]:
+    """The pair a successful rotation hands out; its access token keeps the session's amr."""
+    common: dict[str, Any] = {
+        "user_id": claims.user_id,
+        "sid": claims.sid,
+        "extra": users.custom_claims(user),
+        "jkt": claims.jkt,
+    }
+    amr = rotation.amr or PASSWORD  # a session from before amr came from our login
+    access = tokens.encode(
+        tokens.build("access", iat=now, exp=rotation.access_exp, amr=amr, **common)
+    )
+    new_refresh = tokens.encode(
+        tokens.build(
+            "refresh", iat=rotation.iat, exp=rotation.refresh_exp, jti=rotation.jti, **common
+        )
     )
     return _pair(
         access,

@@ -8,7 +8,9 @@ only ever name keys of that same tag.
 * ``authapi:{u42}:s:<sid>``  hash: one session (rotation family). Fields ``cur``/``prev``
   refresh jti, ``cur_iat``/``cur_exp``, ``acc_exp``, ``max_exp``, ``created``, ``last_used``,
   ``ua``, ``ip``, ``pw`` (digest of the password hash), ``prof`` (the user's public
-  fields, JSON: what /me answers), and ``rj:<jti>`` for single access tokens revoked.
+  fields, JSON: what /me answers), ``amr`` (how the user authenticated, RFC 8176 values
+  separated by spaces), ``dj`` (the Django session of an allauth flow, authapi.allauth),
+  and ``rj:<jti>`` for single access tokens revoked.
   Expires when the last token issued in it would.
 * ``authapi:{u42}:sessions``  sorted set of the user's sids by creation time.
 * ``authapi:{throttle}:n:<network hash>:u:<username hash>``  login attempts per (client
@@ -159,6 +161,11 @@ _url: str | None = None
 _configured: str | None = None  # the REDIS_URL behind _url (None: embedded)
 
 
+def resolve_url() -> str:
+    """The store's URL: REDIS_URL, else the embedded server's (started if need be)."""
+    return _resolve_url()
+
+
 def _resolve_url() -> str:
     global _configured
     _configured = conf.redis_url()
@@ -284,6 +291,7 @@ class Rotation(NamedTuple):
     iat: int = 0
     refresh_exp: int = 0
     access_exp: int = 0
+    amr: tuple[str, ...] = ()  # the session's RFC 8176 methods; () for sessions before amr
 
 
 class SessionInfo(NamedTuple):
@@ -296,7 +304,10 @@ class SessionInfo(NamedTuple):
     max_exp: int
 
 
-async def start_session(
+Call = tuple[list[str], list[Any]]  # a script's KEYS and ARGV
+
+
+def start_call(
     *,
     user_id: int | str,
     sid: str,
@@ -311,17 +322,27 @@ async def start_session(
     max_sessions: int,
     password_mark: str,
     profile: str = "",
-) -> list[str]:
-    """Create a session whose current refresh token is ``jti``; return evicted sids."""
+    fields: dict[str, str] | None = None,
+) -> Call:
+    """START's keys and arguments; ``fields`` are more of the session's (``amr``...)."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [user_prefix(user_id), now_ms, sid, str(user_id), jti, iat, refresh_exp,
             access_exp, max_exp, user_agent, ip, max_sessions, password_mark,
             profile]  # fmt: skip
+    for name, value in (fields or {}).items():
+        args += [name, value]
+    return keys, args
+
+
+async def start_session(**call: Any) -> list[str]:
+    """Create a session whose current refresh token is ``jti`` (the arguments of
+    :func:`start_call`); return evicted sids."""
+    keys, args = start_call(**call)
     evicted: list[str] = await _run(lambda s: s.start(keys=keys, args=args))
     return evicted
 
 
-async def rotate(
+def rotate_call(
     *,
     user_id: int | str,
     sid: str,
@@ -335,16 +356,28 @@ async def rotate(
     ip: str,
     password_mark: str,
     profile: str = "",
-) -> Rotation:
-    """Spend refresh token ``jti`` of session ``sid`` atomically."""
+) -> Call:
+    """ROTATE's keys and arguments: spend refresh token ``jti`` of session ``sid``."""
     keys = [session_key(user_id, sid), index_key(user_id)]
     args: list[Any] = [jti, now_ms, new_jti, now_ms // 1000, refresh_exp, access_exp,
                        reuse_interval_ms, user_agent, ip, str(user_id), sid,
                        password_mark, profile]  # fmt: skip
-    reply: list[str] = await _run(lambda s: s.rotate(keys=keys, args=args))
+    return keys, args
+
+
+def rotation_of(reply: list[str]) -> Rotation:
     if reply[0] in {"ok", "same"}:
-        return Rotation(reply[0], reply[1], int(reply[2]), int(reply[3]), int(reply[4]))
+        amr = tuple(reply[5].split()) if len(reply) > 5 and reply[5] else ()
+        return Rotation(reply[0], reply[1], int(reply[2]), int(reply[3]), int(reply[4]), amr)
     return Rotation(reply[0])
+
+
+async def rotate(**call: Any) -> Rotation:
+    """Spend refresh token ``jti`` of session ``sid`` atomically (the arguments of
+    :func:`rotate_call`)."""
+    keys, args = rotate_call(**call)
+    reply: list[str] = await _run(lambda s: s.rotate(keys=keys, args=args))
+    return rotation_of(reply)
 
 
 async def access_allowed(user_id: int | str, sid: str, jti: str) -> bool:
@@ -439,10 +472,20 @@ async def reserve_attempt(
     """Count one attempt on every allowance (``(count, seconds)``, None: off); when one is
     used up count nothing and return the seconds to wait and which one it is
     (``pair``, ``network``, ``account``); else ``(0, "")``."""
+    args = attempt_args(per_pair, per_ip, per_user)
+    return wait_of(await _run(lambda s: s.attempt(keys=list(attempt), args=args)))
+
+
+def attempt_args(*rates: tuple[int, int] | None) -> list[int]:
+    """ATTEMPT's arguments: each allowance as (count, milliseconds); (0, 0) is off."""
     args: list[int] = []
-    for limit, seconds in (per_pair or (0, 0), per_ip or (0, 0), per_user or (0, 0)):
+    for limit, seconds in (rate or (0, 0) for rate in rates):
         args += [limit, seconds * 1000]
-    ms, which = await _run(lambda s: s.attempt(keys=list(attempt), args=args))
+    return args
+
+
+def wait_of(reply: list[Any]) -> tuple[int, str]:
+    ms, which = reply
     return (-(-int(ms) // 1000), str(which)) if int(ms) > 0 else (0, "")
 
 

@@ -25,7 +25,7 @@ from authapi.errors import TokenInvalid
 
 TokenType = Literal["access", "refresh"]
 REQUIRED = ("token_type", "exp", "iat", "jti", "user_id", "sid")
-RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub", "cnf"})
+RESERVED = frozenset({*REQUIRED, "iss", "aud", "nbf", "sub", "cnf", "amr"})
 MAX_TOKEN_LENGTH = 8192
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # no "=" padding
@@ -87,8 +87,10 @@ def build(
     jti: str | None = None,
     extra: dict[str, Any] | None = None,
     jkt: str | None = None,
+    amr: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
-    """The payload of a new token; ``extra`` (custom claims) never overrides ours."""
+    """The payload of a new token; ``extra`` (custom claims) never overrides ours. An
+    access token says how its session's user authenticated (``amr``, RFC 8176)."""
     cfg = conf.get()
     payload: dict[str, Any] = dict(extra or {})
     payload.update(
@@ -101,6 +103,8 @@ def build(
     )
     if token_type == "access":
         payload["sub"] = str(user_id)  # RFC 9068 2.2
+        if amr:
+            payload["amr"] = list(amr)
     if jkt:
         payload["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the client's DPoP key
     if cfg.issuer:

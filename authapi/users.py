@@ -94,12 +94,18 @@ def password_mark(user: Any) -> str:
 
 
 async def find(username: str) -> Any | None:
-    """The user with that username (the model's USERNAME_FIELD), or None."""
+    """The user with that username (the model's USERNAME_FIELD), else the one user whose
+    email address it is (accounts made by signup have a generated username), or None."""
     model = get_user_model()
     try:
-        return await model._default_manager.aget_by_natural_key(username)
-    except model.DoesNotExist:
-        return None
+        try:
+            return await model._default_manager.aget_by_natural_key(username)
+        except model.DoesNotExist:
+            pass
+        if "@" not in username or "email" not in {f.name for f in model._meta.fields}:
+            return None
+        found = [u async for u in model._default_manager.filter(email__iexact=username)[:2]]
+        return found[0] if len(found) == 1 else None  # an address two accounts share: none
     except DatabaseError as exc:
         raise DatabaseUnavailable() from exc
 
