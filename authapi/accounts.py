@@ -40,7 +40,7 @@ async def _has_authenticator(user: Any) -> bool:
     from allauth.mfa.models import Authenticator
 
     factors = [Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-    return await Authenticator.objects.filter(user_id=user.pk, type__in=factors).aexists()
+    return bool(await Authenticator.objects.filter(user_id=user.pk, type__in=factors).aexists())
 
 
 async def _unverified(user: Any) -> bool:

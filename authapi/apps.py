@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class AuthApiConfig(AppConfig):
@@ -13,3 +13,7 @@ class AuthApiConfig(AppConfig):
 
         checks.register()
         signals.connect()
+        if apps.is_installed("allauth.account") and apps.is_installed("allauth.headless"):
+            from authapi.allauth import receivers  # allauth's flows end our sessions too
+
+            receivers.connect()

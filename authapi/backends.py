@@ -8,6 +8,7 @@ per account (:mod:`authapi.throttle`): a locked account is locked at every door.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from authapi import store, throttle
+from authapi import throttle
 from authapi.errors import StoreUnavailable, Throttled
 
 
@@ -25,6 +26,19 @@ def _username(username: str | None, kwargs: dict[str, Any]) -> str | None:
     if username is None:
         username = kwargs.get(get_user_model().USERNAME_FIELD)
     return username if isinstance(username, str) else None
+
+
+def throttled(request: HttpRequest, name: str, check: Callable[[], Any]) -> Any:
+    """Run a backend's password ``check`` on one reserved attempt (the sync client: this
+    runs in a thread); refused (PermissionDenied) when throttled or the store is down."""
+    try:
+        attempt = throttle.reserve_sync(request, name)
+    except (Throttled, StoreUnavailable):
+        raise PermissionDenied from None
+    user = check()
+    if user is not None:
+        throttle.succeeded_sync(attempt)
+    return user
 
 
 class ThrottledModelBackend(ModelBackend):
@@ -42,14 +56,13 @@ class ThrottledModelBackend(ModelBackend):
         name = _username(username, kwargs)
         if request is None or name is None or password is None:
             return super().authenticate(request, username, password, **kwargs)
-        try:
-            attempt = store.run_sync(lambda: throttle.reserve(request, name))
-        except (Throttled, StoreUnavailable):
-            raise PermissionDenied from None
-        user = super().authenticate(request, username, password, **kwargs)
-        if user is not None:
-            store.run_sync(lambda: throttle.succeeded(attempt))
-        return user
+        return throttled(
+            request,
+            name,
+            lambda: super(ThrottledModelBackend, self).authenticate(
+                request, username, password, **kwargs
+            ),
+        )
 
     @sensitive_variables("password")
     async def aauthenticate(

@@ -150,10 +150,13 @@ async def login(
     if not ok or not getattr(user, "is_active", True):
         await events.emit("login_failed", request, user_id=user.pk if user else None)
         raise AuthenticationFailed()
+    # The password was right, but it alone is not enough: the attempt stays counted, as a
+    # failure's does, since the answer tells a guesser that the password was right.
     refusal = await accounts.password_alone_refused(user)
-    if refusal is not None:  # the password was right; its attempt is given back
-        await throttle.succeeded(attempt)
-        await events.emit("login_failed", request, user_id=user.pk, reason=refusal.code)
+    if refusal is not None:
+        await events.emit(
+            "login_failed", request, user_id=users.user_id_of(user), reason=refusal.code
+        )
         raise refusal
     if upgrade:
         old_mark = users.password_mark(user)

@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from authapi import events, store, users
+from authapi import events, syncstore, users
 
 _WATCHED = {"password", "is_active"}
 
@@ -56,9 +56,7 @@ def _after_save(
     elif getattr(instance, "_authapi_profile", False):
         instance._authapi_profile = False
         user_id, profile = users.user_id_of(instance), users.profile_json(instance)
-        transaction.on_commit(
-            lambda: store.run_sync(lambda: store.update_profile(user_id, profile)), using=using
-        )
+        transaction.on_commit(lambda: syncstore.update_profile(user_id, profile), using=using)
 
 
 def _after_delete(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
@@ -74,7 +72,7 @@ def _on_commit(pk: Any, reason: str, using: str) -> None:
 def revoke_user_sync(pk: Any, reason: str) -> int:
     """End all sessions of the user with primary key ``pk`` from synchronous code."""
     user_id = users.id_claim(pk)
-    count = store.run_sync(lambda: store.revoke_user(user_id))
+    count = syncstore.revoke_user(user_id)  # a thread's own client, not the event loop's
     events.emit_sync("user_sessions_revoked", user_id=user_id, reason=reason, sessions=count)
     return count
 

@@ -42,6 +42,7 @@ class SyncStore:
     revoke_user: Script
     attempt: Script
     refund: Script
+    profile: Script
 
     @classmethod
     def connect(cls, url: str) -> SyncStore:
@@ -61,6 +62,7 @@ class SyncStore:
             revoke_user=client.register_script(lua.REVOKE_USER),
             attempt=client.register_script(lua.ATTEMPT),
             refund=client.register_script(lua.REFUND),
+            profile=client.register_script(lua.PROFILE),
         )
 
 
@@ -123,8 +125,8 @@ def rotate(**call: Any) -> store.Rotation:
 def session_fields(user_id: int | str, sid: str, *names: str) -> list[str | None]:
     """Fields of one session hash, in one HMGET (``uid`` first tells it lives)."""
     key = session_key(user_id, sid)
-    values: list[str | None] = _run(lambda s: s.redis.hmget(key, list(names)))
-    return values
+    values = _run(lambda s: s.redis.hmget(key, list(names)))
+    return [None if v is None else str(v) for v in values]
 
 
 def set_fields(user_id: int | str, sid: str, fields: dict[str, str]) -> bool:
@@ -134,7 +136,7 @@ def set_fields(user_id: int | str, sid: str, fields: dict[str, str]) -> bool:
     def write(s: SyncStore) -> bool:
         if not s.redis.exists(key):
             return False
-        s.redis.hset(key, mapping=fields)
+        s.redis.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
         return True
 
     return _run(write)
@@ -148,6 +150,12 @@ def revoke_session(user_id: int | str, sid: str) -> bool:
 def revoke_user(user_id: int | str) -> int:
     keys = [index_key(user_id)]
     return int(_run(lambda s: s.revoke_user(keys=keys, args=[user_prefix(user_id)])))
+
+
+def update_profile(user_id: int | str, profile: str) -> None:
+    """As :func:`authapi.store.update_profile`."""
+    keys = [index_key(user_id)]
+    _run(lambda s: s.profile(keys=keys, args=[user_prefix(user_id), profile]))
 
 
 def reserve_attempt(

@@ -25,7 +25,7 @@ import ipaddress
 
 from django.http import HttpRequest
 
-from authapi import conf, events, store
+from authapi import conf, events, store, syncstore
 from authapi.client import client_ip
 from authapi.errors import Throttled
 
@@ -46,18 +46,46 @@ def network(address: str, ipv6_prefix: int | None = None) -> str:
     return str(ipaddress.IPv6Network((base, prefix)))
 
 
-async def reserve(request: HttpRequest, username: str) -> store.Attempt | None:
-    """Count one login attempt, or raise Throttled (with Retry-After) if none is left."""
+def _allowances(request: HttpRequest, username: str) -> tuple[store.Attempt, Rates] | None:
     cfg = conf.get()
     rates = (cfg.login_rate, cfg.login_rate_per_ip, cfg.login_rate_per_user)
     if rates == (None, None, None):
         return None
-    attempt = store.attempt_keys(network(client_ip(request), cfg.ipv6_prefix), username)
+    return store.attempt_keys(network(client_ip(request), cfg.ipv6_prefix), username), rates
+
+
+Rates = tuple[tuple[int, int] | None, ...]
+
+
+async def reserve(request: HttpRequest, username: str) -> store.Attempt | None:
+    """Count one login attempt, or raise Throttled (with Retry-After) if none is left."""
+    planned = _allowances(request, username)
+    if planned is None:
+        return None
+    attempt, rates = planned
     wait, limit = await store.reserve_attempt(attempt, *rates)
     if wait:
         await events.emit("login_throttled", request, retry_after=wait, limit=limit)
         raise Throttled(wait)
     return attempt
+
+
+def reserve_sync(request: HttpRequest, username: str) -> store.Attempt | None:
+    """:func:`reserve` from a thread (Django's ``authenticate()``), on the sync client."""
+    planned = _allowances(request, username)
+    if planned is None:
+        return None
+    attempt, rates = planned
+    wait, limit = syncstore.reserve_attempt(attempt, rates)
+    if wait:
+        events.emit_sync("login_throttled", retry_after=wait, limit=limit)
+        raise Throttled(wait)
+    return attempt
+
+
+def succeeded_sync(attempt: store.Attempt | None) -> None:
+    if attempt is not None:
+        syncstore.refund_attempt(attempt)
 
 
 async def succeeded(attempt: store.Attempt | None) -> None:

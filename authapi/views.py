@@ -14,8 +14,10 @@ from typing import Any
 
 import ninja
 from asgiref.sync import sync_to_async
+from django.apps import apps
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_safe
 from ninja.openapi.docs import Swagger
@@ -137,6 +139,13 @@ class SwaggerUI(Swagger):
 
     def render_page(self, request: HttpRequest, api: Any, **kwargs: Any) -> HttpResponse:
         settings = {**self.settings, "url": self.get_openapi_url(api, kwargs)}
+        beside = _allauth_spec()
+        if beside:  # allauth's headless API beside ours, picked in the top bar
+            settings["urls"] = [
+                {"url": settings["url"], "name": str(api.title)},
+                {"url": beside, "name": "allauth headless (accounts)"},
+            ]
+            settings["layout"] = "StandaloneLayout"
         # In a <script> element: "</" would end it early.
         text = json.dumps(settings, indent=1).replace("</", "<\\/")
         page = _PAGE.format(
@@ -145,6 +154,16 @@ class SwaggerUI(Swagger):
             settings=text,
         )
         return HttpResponse(page, content_type="text/html; charset=utf-8")
+
+
+def _allauth_spec() -> str | None:
+    """Where allauth serves its OpenAPI document (HEADLESS_SERVE_SPECIFICATION), if it does."""
+    if not apps.is_installed("allauth.headless"):
+        return None
+    try:
+        return reverse("headless:openapi_json")
+    except NoReverseMatch:
+        return None
 
 
 @require_safe

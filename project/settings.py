@@ -12,6 +12,7 @@ import dj_database_url
 from corsheaders.defaults import default_headers
 
 from authapi import conf, datadir
+from project import accounts, mail
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("AUTHAPI_DATA_DIR") or BASE_DIR / "var")
@@ -144,6 +145,22 @@ REDIS_URL = os.environ.get("REDIS_URL") or None
 # (a misspelt one is left out here, and `manage.py check` warns authapi.W003).
 AUTHAPI = conf.from_environ(os.environ)
 AUTHAPI.pop("DATA_DIR", None)
+
+# EMAIL_URL (SMTP) or EMAIL_FILE_PATH (a folder), else the console.
+globals().update(mail.settings(os.environ))
+
+# AUTHAPI_ACCOUNTS=on: django-allauth's headless app API at /_allauth/app/v1/ (project/urls.py).
+ACCOUNTS = conf.parse("ACCOUNTS", AUTHAPI.get("ACCOUNTS"))
+if ACCOUNTS:
+    INSTALLED_APPS += accounts.APPS
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        accounts.MIDDLEWARE,
+    )
+    AUTHENTICATION_BACKENDS = accounts.BACKENDS
+    globals().update(
+        accounts.settings(conf.parse("FRONTEND_URL", AUTHAPI.get("FRONTEND_URL")), https=HTTPS)
+    )
 
 # AUTHAPI_LOG_FORMAT=text|json: one handler for the app, Django and uvicorn (authapi/logs.py).
 from authapi.logs import logging_config  # noqa: E402

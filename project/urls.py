@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
@@ -8,6 +9,12 @@ urlpatterns = [
     path("", include("authapi.urls")),
     path("admin/", admin.site.urls),
 ]
+if settings.ACCOUNTS:  # AUTHAPI_ACCOUNTS=on
+    urlpatterns += [
+        path("_allauth/", include("allauth.headless.urls")),
+        # the providers' OAuth callbacks (social login's redirect flow)
+        path("accounts/", include("allauth.urls")),
+    ]
 
 
 def _error(status: int, detail: str, code: str) -> JsonResponse:

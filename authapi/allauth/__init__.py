@@ -1,0 +1,14 @@
+"""django-allauth's headless flows, ending in this service's sessions and tokens.
+
+Set ``HEADLESS_TOKEN_STRATEGY = "authapi.allauth.TokenStrategy"`` (README, "Accounts"),
+and put ``authapi.allauth.ThrottledAuthenticationBackend`` in
+``AUTHENTICATION_BACKENDS`` so allauth's password logins share our login throttle.
+Importing this package needs django-allauth (``pip install "django-authapi[accounts]"``).
+"""
+
+from __future__ import annotations
+
+from authapi.allauth.backends import ThrottledAuthenticationBackend
+from authapi.allauth.strategy import TokenStrategy
+
+__all__ = ["ThrottledAuthenticationBackend", "TokenStrategy"]

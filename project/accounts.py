@@ -1,0 +1,59 @@
+"""``AUTHAPI_ACCOUNTS=on``: django-allauth's headless app API, ending in our sessions.
+
+Signup by email and password with the address verified by a mailed link (mandatory),
+password reset by mail, TOTP with recovery codes, passkeys (WebAuthn) and social login
+(OpenID Connect, GitHub, Google: each configured as a Social application in the admin, or
+in ``SOCIALACCOUNT_PROVIDERS``). Mails link to ``AUTHAPI_FRONTEND_URL``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+APPS = [
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.google",
+    "allauth.headless",
+]
+MIDDLEWARE = "allauth.account.middleware.AccountMiddleware"  # after AuthenticationMiddleware
+BACKENDS = [
+    "authapi.backends.ThrottledModelBackend",  # the admin (username)
+    "authapi.allauth.ThrottledAuthenticationBackend",  # allauth's login (email)
+]
+
+
+def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
+    """The allauth settings of the demo, for a web client at ``frontend_url``."""
+    return {
+        "HEADLESS_ONLY": True,
+        "HEADLESS_CLIENTS": ("app",),
+        "HEADLESS_TOKEN_STRATEGY": "authapi.allauth.TokenStrategy",
+        "HEADLESS_SERVE_SPECIFICATION": True,
+        "HEADLESS_FRONTEND_URLS": {
+            "account_confirm_email": f"{frontend_url}/account/verify-email/{{key}}",
+            "account_reset_password_from_key": (
+                f"{frontend_url}/account/password/reset/key/{{key}}"
+            ),
+            "account_signup": f"{frontend_url}/account/signup",
+            "socialaccount_login_error": f"{frontend_url}/account/provider/callback",
+        },
+        "ACCOUNT_LOGIN_METHODS": {"email"},
+        "ACCOUNT_SIGNUP_FIELDS": ["email*", "password1*"],
+        "ACCOUNT_EMAIL_VERIFICATION": "mandatory",
+        # following the link in the flow that signed up completes the login: tokens
+        "ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION": True,
+        "ACCOUNT_UNIQUE_EMAIL": True,
+        "ACCOUNT_DEFAULT_HTTP_PROTOCOL": "https" if https else "http",
+        "MFA_SUPPORTED_TYPES": ["totp", "recovery_codes", "webauthn"],
+        "MFA_PASSKEY_LOGIN_ENABLED": True,
+        "MFA_TOTP_ISSUER": "authapi",
+        # WebAuthn over plain http: a browser allows it on localhost only.
+        "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN": not https,
+        "SOCIALACCOUNT_PROVIDERS": {"openid_connect": {"OAUTH_PKCE_ENABLED": True}},
+        "SOCIALACCOUNT_EMAIL_AUTHENTICATION": False,
+    }

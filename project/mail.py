@@ -1,0 +1,58 @@
+"""Outgoing mail from the environment: ``EMAIL_URL`` (SMTP), else ``EMAIL_FILE_PATH``
+(Django's file backend: one file per connection in that folder), else the console."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_SCHEMES = {"smtp": (False, False), "smtp+tls": (True, False), "smtps": (False, True),
+            "smtp+ssl": (False, True)}  # fmt: skip
+
+
+def settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    url = (environ.get("EMAIL_URL") or "").strip()
+    folder = (environ.get("EMAIL_FILE_PATH") or "").strip()
+    sender = environ.get("DJANGO_DEFAULT_FROM_EMAIL") or "authapi <noreply@localhost>"
+    common = {"DEFAULT_FROM_EMAIL": sender, "SERVER_EMAIL": sender}
+    if url:
+        return {**common, **_smtp(url)}
+    if folder:
+        return {
+            **common,
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": folder,
+        }
+    return {**common, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+
+
+def _smtp(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES or not parts.hostname:
+        # The URL may hold a password: name the variable and the forms, never the value.
+        raise ImproperlyConfigured(
+            "EMAIL_URL is not an SMTP URL: expected smtp://, smtp+tls:// or smtps://"
+            "[user:password@]host[:port]."
+        )
+    tls, ssl = _SCHEMES[scheme]
+    try:
+        port = parts.port or (465 if ssl else 587 if tls else 25)
+    except ValueError:
+        raise ImproperlyConfigured("EMAIL_URL has a port that is not a number.") from None
+    timeout = parse_qs(parts.query).get("timeout", ["10"])[0]
+    if not timeout.isdigit():
+        raise ImproperlyConfigured("EMAIL_URL's timeout is not a whole number of seconds.")
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": port,
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": tls,
+        "EMAIL_USE_SSL": ssl,
+        "EMAIL_TIMEOUT": int(timeout),
+    }
