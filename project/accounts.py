@@ -8,8 +8,10 @@ in ``SOCIALACCOUNT_PROVIDERS``). Mails link to ``AUTHAPI_FRONTEND_URL``.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import Any
 
+AVAILABLE = find_spec("allauth") is not None
 APPS = [
     "allauth",
     "allauth.account",

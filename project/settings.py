@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from corsheaders.defaults import default_headers
+from django.core.exceptions import ImproperlyConfigured
 
 from authapi import conf, datadir
 from project import accounts, mail
@@ -150,8 +151,13 @@ AUTHAPI.pop("DATA_DIR", None)
 globals().update(mail.settings(os.environ))
 
 # AUTHAPI_ACCOUNTS=on: django-allauth's headless app API at /_allauth/app/v1/ (project/urls.py).
+# Run `manage.py migrate` with it on too: allauth's tables are made then.
 ACCOUNTS = conf.parse("ACCOUNTS", AUTHAPI.get("ACCOUNTS"))
 if ACCOUNTS:
+    if not accounts.AVAILABLE:
+        raise ImproperlyConfigured(
+            'AUTHAPI_ACCOUNTS=on needs django-allauth: pip install "django-authapi[accounts]"'
+        )
     INSTALLED_APPS += accounts.APPS
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,

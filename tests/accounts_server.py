@@ -1,0 +1,118 @@
+"""The demo project with ``AUTHAPI_ACCOUNTS=on``, served live for the accounts tests.
+
+It runs as a real uvicorn process on its own new database (a SQLite file, or a database of
+the suite's PostgreSQL server on that leg), migrated with the accounts apps, against the
+suite's Redis; mails go to a folder (Django's file backend), read back by :meth:`mails`.
+Passwords are hashed with the project's real hasher: these are the flows a user walks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import unquote
+
+from tests import conftest
+
+PASSWORD = "Walk-the-flow-42"
+FRONTEND = "http://app.example.test"
+_names = itertools.count()
+
+
+def new_database(folder: Path) -> str:
+    name = f"accounts_{os.getpid()}_{next(_names)}"
+    if conftest.pg_server is None:
+        return f"sqlite:///{folder / name}.sqlite3"
+    conftest.pg_server.create_database(name)
+    return f"postgres://postgres@127.0.0.1:{conftest.pg_server.port}/{name}"
+
+
+class AccountsServer:
+    """``with AccountsServer() as server:`` a live accounts-enabled demo at ``server.url``."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="authapi-accounts-"))
+        self.mail_dir = self.folder / "mail"
+        self.mail_dir.mkdir()
+        self.env = {
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "AUTHAPI_ACCOUNTS": "on",
+            "AUTHAPI_FRONTEND_URL": FRONTEND,
+            "EMAIL_FILE_PATH": str(self.mail_dir),
+            "DATABASE_URL": new_database(self.folder),
+            "AUTHAPI_LOGIN_RATE_PER_IP": "0",
+            **(env or {}),
+        }
+        self.server = conftest.LiveServer(*args, "--ws", "none", env=self.env)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def api(self) -> str:
+        """allauth's headless app API."""
+        return f"{self.server.url}/_allauth/app/v1"
+
+    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``manage.py`` of the demo, on this server's database."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=conftest.ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+    def shell(self, code: str) -> str:
+        """Run Python in the demo's Django (``manage.py shell -c``); its output."""
+        return self.manage("shell", "-c", code).stdout
+
+    def __enter__(self) -> Self:
+        self.manage("migrate", "--verbosity", "0")
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__()
+
+    def mails(self) -> list[str]:
+        """Every mail sent so far, oldest first (one file per connection, split)."""
+        texts: list[str] = []
+        for path in sorted(self.mail_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+            texts += [part for part in path.read_text().split("-" * 79) if part.strip()]
+        return texts
+
+    def wait_for_mail(self, to: str, count: int = 1, timeout: float = 10) -> str:
+        """The ``count``-th mail to ``to``, waiting for it to be written."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sent = [m for m in self.mails() if re.search(rf"^To: {re.escape(to)}$", m, re.M)]
+            if len(sent) >= count:
+                return sent[count - 1]
+            time.sleep(0.05)
+        raise AssertionError(f"no mail #{count} to {to} in {timeout} s")
+
+    @staticmethod
+    def link_key(mail: str, kind: str) -> str:
+        """The key of the frontend link of ``kind`` in a mail: ``verify-email`` or
+        ``password/reset/key``; as the web client would pass it on (URL-decoded)."""
+        match = re.search(rf"{re.escape(FRONTEND)}/account/{kind}/(\S+)", mail)
+        assert match, f"no {kind} link in:\n{mail}"
+        return unquote(match.group(1))
+
+
+def meta(answer: Any) -> dict[str, Any]:
+    """allauth's ``meta`` of an answer (httpx response)."""
+    body = answer.json()
+    value: dict[str, Any] = body.get("meta") or {}
+    return value
