@@ -244,7 +244,7 @@ def describe(claims: tokens.Claims) -> dict[str, Any]:
         "iat": claims.iat,
         "token_type": claims.token_type,
     }
-    for name in ("iss", "aud", "cnf"):
+    for name in ("iss", "aud", "cnf", "amr"):  # amr: how the user authenticated (RFC 8176)
         if name in payload:
             body[name] = payload[name]
     return body

@@ -80,7 +80,7 @@ class _HeldClock:
             connections.close_all()  # this thread's own, which nothing else would close
 
 
-_REFRESH_CODE = sessions.refresh.__code__
+_REFRESH_CODE = sessions.rotation_call.__code__  # asks the time after reading the user
 
 
 async def test_an_email_saved_between_a_refreshs_read_and_write_shows_on_the_next_me(

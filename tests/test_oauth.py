@@ -225,6 +225,7 @@ async def test_a_live_access_token_is_described(http, user):
         "exp": claims["exp"],
         "iat": claims["iat"],
         "token_type": "access",
+        "amr": ["pwd"],  # RFC 8176: how the user logged in
     }
     as_json = await http.post(
         "/api/auth/introspect",

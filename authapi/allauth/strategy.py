@@ -10,7 +10,9 @@ flow is bound to that session both ways: the session hash names the Django sessi
   allauth's endpoints, refused once the token or its session is revoked;
 - ``X-Session-Token`` (allauth's own handle, for a pending flow) opens it only while the
   session of ours it is bound to lives: when that ends, at whatever door, the Django
-  session is deleted on its next use and nothing of the login is left alive;
+  session is deleted on its next use and nothing of the login is left alive; when the
+  Django session ends first (it expires with our session's cap, or is deleted), the next
+  use of our token at allauth's endpoints ends ours;
 - ``/tokens/refresh`` spends the refresh token by the same script and rule as
   ``/api/auth/refresh``: a replay at either door ends the family.
 
@@ -34,7 +36,7 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
 
-from authapi import events, sessions, syncstore, tokens, users
+from authapi import conf, events, sessions, syncstore, tokens, users
 from authapi.allauth.amr import of_records
 from authapi.errors import AuthApiError, StoreUnavailable, TokenInvalid
 
@@ -96,9 +98,14 @@ class TokenStrategy(AbstractTokenStrategy):
         uid, revoked, key = syncstore.session_fields(
             claims.user_id, claims.sid, "uid", f"rj:{claims.jti}", "dj"
         )
-        if uid != str(claims.user_id) or revoked is not None:
+        if uid != str(claims.user_id) or revoked is not None or not key:
             return None
-        return key or None
+        if _django_session(key) is None:
+            # allauth's session ended (expired, deleted by an operator): ours ends with it
+            if syncstore.revoke_session(claims.user_id, claims.sid):
+                _ended(claims, "allauth_session_ended")
+            return None
+        return key
 
     @_answers_errors
     def lookup_session(self, session_token: str) -> SessionBase | None:
@@ -162,6 +169,8 @@ class TokenStrategy(AbstractTokenStrategy):
             )
         request.session[SID], request.session[UID] = plan.sid, plan.uid
         request.session[BOUND] = key
+        # The Django session lives as long as ours may: neither outlives the other.
+        request.session.set_expiry(conf.get().session_max_age)
         request._authapi_pair = plan.pair  # type: ignore[attr-defined]
         events.emit_sync("login_succeeded", user_id=plan.uid, session_id=plan.sid, door="allauth")
         return plan.pair
