@@ -41,16 +41,27 @@ def _too_large(request: HttpRequest) -> bool:
         return False
 
 
+def _first_message(body: dict[str, Any]) -> str | None:
+    """The first message of an answer shaped as allauth's: ``{"errors": [{"message"}]}``."""
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        message = errors[0].get("message")
+        return message if isinstance(message, str) else None
+    return None
+
+
 def _with_code(response: HttpResponseBase) -> HttpResponseBase:
-    """A JSON error without "code" (a NinjaAPI without our handlers) gets one by status."""
+    """A JSON error without "code" or "detail" (a NinjaAPI without our handlers, allauth's
+    headless API) gets them: the code by status, the detail from its first message."""
     if not isinstance(response, HttpResponse):
         return response
     try:
         body = json.loads(response.content)
     except ValueError:
         return response
-    if isinstance(body, dict) and "code" not in body:
-        body["code"] = _CODES.get(response.status_code, "error")
+    if isinstance(body, dict) and ("code" not in body or "detail" not in body):
+        body.setdefault("code", _CODES.get(response.status_code, "error"))
+        body.setdefault("detail", _first_message(body) or response.reason_phrase or "Error")
         response.content = json.dumps(body).encode()
         response["Content-Length"] = str(len(response.content))
         if response.status_code == 401 and "WWW-Authenticate" not in response:
