@@ -25,7 +25,7 @@ APPS = [
 MIDDLEWARE = "allauth.account.middleware.AccountMiddleware"  # after AuthenticationMiddleware
 BACKENDS = [
     "authapi.backends.ThrottledModelBackend",  # the admin (username)
-    "authapi.allauth.ThrottledAuthenticationBackend",  # allauth's login (email)
+    "authapi.allauth.backends.ThrottledAuthenticationBackend",  # allauth's login (email)
 ]
 
 
