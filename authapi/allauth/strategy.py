@@ -175,6 +175,19 @@ class TokenStrategy(AbstractTokenStrategy):
         events.emit_sync("login_succeeded", user_id=plan.uid, session_id=plan.sid, door="allauth")
         return plan.pair
 
+    @classmethod
+    def openapi_spec(cls) -> dict[str, Any]:
+        """allauth's document names X-Session-Token only; our access token opens it too."""
+        spec: dict[str, Any] = super().openapi_spec()
+        spec["securitySchemes"]["Bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An access token of this service (not DPoP-bound).",
+        }
+        spec["security"] = [{"Bearer": []}, *spec["security"]]
+        return spec
+
     @_answers_errors
     def refresh_token(self, refresh_token: str) -> tuple[str, str] | None:
         request = _request.get()
