@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 _SCHEMES = {"smtp": (False, False), "smtp+tls": (True, False), "smtps": (False, True),
@@ -14,6 +15,29 @@ _SCHEMES = {"smtp": (False, False), "smtp+tls": (True, False), "smtps": (False, 
 
 
 def settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Django's mail settings; from Django 6.1 as ``MAILERS`` (its ``EMAIL_*`` settings
+    are deprecated there, and a deprecation warning is an error in our tests)."""
+    legacy = _legacy(environ)
+    if django.VERSION < (6, 1):
+        return legacy
+    return {key: legacy[key] for key in ("DEFAULT_FROM_EMAIL", "SERVER_EMAIL")} | {
+        "MAILERS": {"default": _mailer(legacy)}
+    }
+
+
+# EMAIL_* setting -> the backend's keyword argument (MAILERS' OPTIONS).
+_OPTIONS = {"EMAIL_FILE_PATH": "file_path", "EMAIL_HOST": "host", "EMAIL_PORT": "port",
+            "EMAIL_HOST_USER": "username", "EMAIL_HOST_PASSWORD": "password",
+            "EMAIL_USE_TLS": "use_tls", "EMAIL_USE_SSL": "use_ssl",
+            "EMAIL_TIMEOUT": "timeout"}  # fmt: skip
+
+
+def _mailer(legacy: dict[str, Any]) -> dict[str, Any]:
+    options = {option: legacy[key] for key, option in _OPTIONS.items() if key in legacy}
+    return {"BACKEND": legacy["EMAIL_BACKEND"], "OPTIONS": options}
+
+
+def _legacy(environ: Mapping[str, str]) -> dict[str, Any]:
     url = (environ.get("EMAIL_URL") or "").strip()
     folder = (environ.get("EMAIL_FILE_PATH") or "").strip()
     sender = environ.get("DJANGO_DEFAULT_FROM_EMAIL") or "authapi <noreply@localhost>"
