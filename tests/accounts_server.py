@@ -8,6 +8,8 @@ Passwords are hashed with the project's real hasher: these are the flows a user 
 
 from __future__ import annotations
 
+import email
+import email.policy
 import itertools
 import os
 import re
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote
@@ -89,7 +92,7 @@ class AccountsServer:
         """Every mail sent so far, oldest first (one file per connection, split)."""
         texts: list[str] = []
         for path in sorted(self.mail_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns):
-            texts += [part for part in path.read_text().split("-" * 79) if part.strip()]
+            texts += [_decoded(part) for part in path.read_text().split("-" * 79) if part.strip()]
         return texts
 
     def wait_for_mail(self, to: str, count: int = 1, timeout: float = 10) -> str:
@@ -109,6 +112,16 @@ class AccountsServer:
         match = re.search(rf"{re.escape(FRONTEND)}/account/{kind}/(\S+)", mail)
         assert match, f"no {kind} link in:\n{mail}"
         return unquote(match.group(1))
+
+
+def _decoded(raw: str) -> str:
+    """A mail as its headers and its plain text, transfer encoding undone: Django 6.1
+    writes quoted-printable, which breaks long links across lines."""
+    message = email.message_from_string(raw.lstrip("\n"), policy=email.policy.default)
+    body = message.get_body(("plain",))
+    text = body.get_content() if isinstance(body, EmailMessage) else ""
+    headers = "".join(f"{name}: {value}\n" for name, value in message.items())
+    return f"{headers}\n{text}"
 
 
 def meta(answer: Any) -> dict[str, Any]:
