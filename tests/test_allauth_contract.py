@@ -159,6 +159,22 @@ def test_bearer_opens_allauth_session_view(server, user):
     assert answer.json()["data"]["user"]["email"] == EMAIL
 
 
+def test_tokens_of_the_verify_flow_open_allauth_endpoints(server, user):
+    """Verification logs in without a password: Django keeps that login only when the
+    backend's own dotted path is in AUTHENTICATION_BACKENDS."""
+    email = "verified@example.com"
+    with httpx.Client(base_url=server.api) as client:
+        pending = client.post("/auth/signup", json={"email": email, "password": PASSWORD})
+        key = server.link_key(server.wait_for_mail(email), "verify-email")
+        done = client.post(
+            "/auth/email/verify",
+            json={"key": key},
+            headers={"X-Session-Token": meta(pending)["session_token"]},
+        )
+        answer = client.get("/auth/session", headers=bearer(meta(done)["access_token"]))
+    assert answer.status_code == 200, answer.text
+
+
 def test_allauth_refresh_rotates_by_our_rule(server, user):
     tokens = login(server)
     url = f"{server.api}/tokens/refresh"
