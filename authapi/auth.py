@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from authapi import cookies, dpop, store, tokens, users
-from authapi.errors import DPoPInvalid, TokenInvalid
+from authapi.errors import AuthApiError, DPoPInvalid, TokenInvalid
 
 
 class AccessContext:
@@ -178,6 +178,16 @@ def _loads(snapshot: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+async def _noted(request: HttpRequest, check: Awaitable[AccessContext]) -> AccessContext:
+    """Keep the refusal on the request: a bare NinjaAPI renders it as ``{"detail"}`` only
+    (an ``HttpError``), and ``authapi.middleware.json_errors`` restores code and headers."""
+    try:
+        return await check
+    except AuthApiError as exc:
+        request.authapi_error = exc  # type: ignore[attr-defined]
+        raise
+
+
 class JWTBearer(HttpBearer):
     """Async Bearer auth for Ninja views, sync or async; never logs the credential.
 
@@ -191,15 +201,18 @@ class JWTBearer(HttpBearer):
     def __call__(self, request: HttpRequest) -> Awaitable[AccessContext] | None:
         found = credentials(request)
         if found is not None and found[0] == "dpop":
-            return check_access(
-                found[1], profile=self.with_profile, request=request, dpop_scheme=True
+            return _noted(
+                request,
+                check_access(
+                    found[1], profile=self.with_profile, request=request, dpop_scheme=True
+                ),
             )
         token = found[1] if found is not None and found[0] == "bearer" else None
         if token is None:
             token = cookies.access_token(request)  # AUTHAPI_COOKIES: CSRF-checked
         if token is None:
             return None  # Ninja answers 401 not_authenticated
-        return self.authenticate(request, token)
+        return _noted(request, self.authenticate(request, token))
 
     async def authenticate(self, request: HttpRequest, token: str) -> AccessContext:
         return await check_access(token, profile=self.with_profile, request=request)

@@ -20,11 +20,18 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.http import JsonResponse
+from ninja.errors import HttpError
 
 from authapi import outages
 
 
-class AuthApiError(Exception):
+class AuthApiError(HttpError):
+    """Ninja's ``HttpError``, so a host's bare ``NinjaAPI()`` renders a status, not a 500.
+
+    Ninja's default handler gives only ``{"detail"}``; ``install_error_handlers`` adds
+    ``code`` and the headers.
+    """
+
     status: ClassVar[int] = 400
     code: ClassVar[str] = "error"
     detail: ClassVar[str] = "Bad request"
@@ -34,7 +41,10 @@ class AuthApiError(Exception):
         self.message = detail or self.detail
         self.extra = extra or {}
         self.extra_headers: dict[str, str] = {}
-        super().__init__(self.message)
+        super().__init__(self.status, self.message)
+
+    def __str__(self) -> str:
+        return self.message
 
     def response(self) -> JsonResponse:
         response = JsonResponse(

@@ -69,10 +69,13 @@ def _with_code(response: HttpResponseBase) -> HttpResponseBase:
     return response
 
 
-def _as_json(response: HttpResponseBase) -> HttpResponseBase:
+def _as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     status = response.status_code
     if status < 400:
         return response
+    error = getattr(request, "authapi_error", None)  # authapi.auth: Ninja gave {"detail"}
+    if isinstance(error, AuthApiError) and error.status == status:
+        return error.response()
     if response.get("Content-Type", "").startswith("application/json"):
         return _with_code(response)
     reason = response.reason_phrase or "Error"
@@ -112,7 +115,7 @@ def json_errors(get_response: Handler) -> Handler:
         async def middleware(request: HttpRequest) -> HttpResponseBase:
             if _too_large(request):
                 return too_large(request)
-            return _as_json(await get_response(request))
+            return _as_json(request, await get_response(request))
 
         middleware.process_exception = _process_exception  # type: ignore[attr-defined]
         return middleware
@@ -120,7 +123,7 @@ def json_errors(get_response: Handler) -> Handler:
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
         if _too_large(request):
             return too_large(request)
-        return _as_json(get_response(request))
+        return _as_json(request, get_response(request))
 
     sync_middleware.process_exception = _process_exception  # type: ignore[attr-defined]
     return sync_middleware
