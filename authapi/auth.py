@@ -8,13 +8,15 @@ single command as the revocation read.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Awaitable
+from types import FrameType
 from typing import Any
 
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from authapi import cookies, dpop, store, tokens, users
+from authapi import cookies, dpop, host_api, store, tokens, users
 from authapi.errors import AuthApiError, DPoPInvalid, TokenInvalid
 
 
@@ -178,20 +180,27 @@ def _loads(snapshot: str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def _noted(request: HttpRequest, check: Awaitable[AccessContext]) -> AccessContext:
-    """Keep the refusal on the request: a bare NinjaAPI renders it as ``{"detail"}`` only
-    (an ``HttpError``), and ``authapi.middleware.json_errors`` restores code and headers."""
+async def _noted(
+    request: HttpRequest, check: Awaitable[AccessContext], caller: FrameType | None
+) -> AccessContext:
+    """A refusal, rendered whole on any NinjaAPI (:mod:`authapi.host_api`), and kept on the
+    request for ``authapi.middleware.json_errors``."""
     try:
         return await check
     except AuthApiError as exc:
+        host_api.refused(caller)
         request.authapi_error = exc  # type: ignore[attr-defined]
         raise
+    finally:
+        caller = None  # the operation's frame: never kept past the check
 
 
 class JWTBearer(HttpBearer):
     """Async Bearer auth for Ninja views, sync or async; never logs the credential.
 
     ``JWTBearer(profile=True)`` also fills ``request.auth.profile`` (same one command).
+    On a host's own ``NinjaAPI`` a refusal is a 401 ``{"detail", "code"}`` with its
+    ``WWW-Authenticate``, an outage a 503 with ``Retry-After``, with no other line.
     """
 
     def __init__(self, *, profile: bool = False) -> None:
@@ -199,20 +208,24 @@ class JWTBearer(HttpBearer):
         self.with_profile = profile
 
     def __call__(self, request: HttpRequest) -> Awaitable[AccessContext] | None:
+        caller = sys._getframe(1)  # Ninja's operation: where a refusal is rendered
         found = credentials(request)
         if found is not None and found[0] == "dpop":
-            return _noted(
-                request,
-                check_access(
-                    found[1], profile=self.with_profile, request=request, dpop_scheme=True
-                ),
+            check = check_access(
+                found[1], profile=self.with_profile, request=request, dpop_scheme=True
             )
+            return _noted(request, check, caller)
         token = found[1] if found is not None and found[0] == "bearer" else None
         if token is None:
-            token = cookies.access_token(request)  # AUTHAPI_COOKIES: CSRF-checked
+            try:
+                token = cookies.access_token(request)  # AUTHAPI_COOKIES: CSRF-checked
+            except AuthApiError:
+                host_api.refused(caller)
+                raise
         if token is None:
+            host_api.unauthenticated(request, caller)
             return None  # Ninja answers 401 not_authenticated
-        return _noted(request, self.authenticate(request, token))
+        return _noted(request, self.authenticate(request, token), caller)
 
     async def authenticate(self, request: HttpRequest, token: str) -> AccessContext:
         return await check_access(token, profile=self.with_profile, request=request)

@@ -4,6 +4,7 @@ middleware, no silenced checks, no authapi ASGI wrapper."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -12,26 +13,35 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests import dpop_client
 from tests.conftest import ROOT, bearer
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 EXAMPLE = ROOT / "examples" / "hostproject"
 
 
-@pytest.fixture(params=["redis-url", "embedded"])
-def host(tmp_path: Path, request):
+@contextmanager
+def running_host(tmp_path: Path, **env_changes: str | None) -> Iterator[tuple[str, Any]]:
+    """examples/hostproject copied, migrated, with user alice, under uvicorn; yields its
+    URL and ``manage(*args)``. ``REDIS_URL=None``: the embedded store."""
     project = tmp_path / "hostproject"
     shutil.copytree(EXAMPLE, project)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHAPI_", "DJANGO_"))}
     env.update(PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="hostproject.settings")
     env.pop("DATABASE_URL", None)
-    if request.param == "embedded":  # started on first use: there is no lifespan here
-        env.pop("REDIS_URL", None)
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
 
     def manage(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -70,6 +80,14 @@ def host(tmp_path: Path, request):
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
             except (ProcessLookupError, ValueError):
                 pass
+
+
+@pytest.fixture(params=["redis-url", "embedded"])
+def host(tmp_path: Path, request):
+    # The embedded store is started on first use: there is no lifespan here.
+    changes = {"REDIS_URL": None} if request.param == "embedded" else {}
+    with running_host(tmp_path, **changes) as running:
+        yield running
 
 
 async def test_three_lines_in_a_startproject_project(host):
@@ -157,3 +175,97 @@ def test_a_dead_store_is_logged_once_without_its_password(tmp_path: Path):
     causes = [line for line in text.splitlines() if "store unavailable" in line]
     assert len(causes) == 1, text
     assert f"redis://:***@127.0.0.1:{dead}/0" in causes[0] and "ConnectionError" in causes[0]
+
+
+_EXPIRED = """
+from authapi import tokens
+from django.contrib.auth import get_user_model
+uid = get_user_model().objects.get(username="alice").pk
+now = tokens.now()
+payload = tokens.build("access", user_id=uid, sid="c2Vzc2lvbi1vZi1hbGljZQ", iat=now - 120,
+                       exp=now - 60)
+print(tokens.encode(payload))
+"""
+
+
+def _refused(answer: httpx.Response, kind: str, code: str, scheme: str = "Bearer") -> None:
+    assert answer.status_code == 401, (kind, answer.status_code, answer.text)
+    assert answer.headers["content-type"].startswith("application/json"), kind
+    body = answer.json()
+    assert set(body) >= {"detail", "code"} and body["code"] == code, (kind, body)
+    assert answer.headers["WWW-Authenticate"].startswith(scheme), (kind, answer.headers)
+
+
+async def test_every_bad_token_on_the_hosts_own_api_is_a_401_with_a_code(host):
+    """The host's ``NinjaAPI(auth=jwt_bearer)`` has no handler of ours and DEBUG is on (a
+    500 would be Ninja's traceback page): every refusal is still our JSON 401."""
+    url, manage = host
+    minted = manage("shell", "-c", _EXPIRED)
+    assert minted.returncode == 0, minted.stderr
+    expired = minted.stdout.strip().splitlines()[-1]
+    async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+        first = (await http.get("/shop/orders")).status_code  # the API's very first answer
+        assert first == 401
+        body = {"username": "alice", "password": "s3cret-pass"}
+        pair = (await http.post("/api/auth/login", json=body)).json()
+        gone = (await http.post("/api/auth/login", json=body)).json()
+        out = await http.post("/api/auth/logout", json={"refresh": gone["refresh"]})
+        assert out.status_code == 204
+        key = dpop_client.Key()
+        proof = key.proof("POST", f"{url}/api/auth/login")
+        bound = (await http.post("/api/auth/login", json=body, headers={"DPoP": proof})).json()
+        head, claims, sig = pair["access"].split(".")
+        headers_of = {
+            "no credentials": ({}, "not_authenticated", "Bearer"),
+            "another scheme": ({"Authorization": "Basic YTpi"}, "not_authenticated", "Bearer"),
+            "malformed": (bearer("not-a-jwt"), "token_not_valid", "Bearer"),
+            "tampered": (bearer(f"{head}.{claims}.{sig[:-4]}AAAA"), "token_not_valid", "Bearer"),
+            "refresh as access": (bearer(pair["refresh"]), "token_not_valid", "Bearer"),
+            "expired": (bearer(expired), "token_not_valid", "Bearer"),
+            "revoked": (bearer(gone["access"]), "token_not_valid", "Bearer"),
+            "bound, as Bearer": (bearer(bound["access"]), "invalid_dpop_proof", "DPoP"),
+            "bound, no proof": (
+                {"Authorization": f"DPoP {bound['access']}"}, "invalid_dpop_proof", "DPoP"
+            ),
+        }  # fmt: skip
+        for route in ("/shop/orders", "/shop/basket"):  # async and sync views
+            for kind, (headers, code, scheme) in headers_of.items():
+                _refused(await http.get(route, headers=headers), f"{route} {kind}", code, scheme)
+            good = await http.get(route, headers=bearer(pair["access"]))
+            assert good.status_code == 200 and good.json()["items" if "basket" in route
+                                                            else "orders"] == []  # fmt: skip
+            proved = await http.get(
+                route,
+                headers={
+                    "Authorization": f"DPoP {bound['access']}",
+                    "DPoP": key.proof("GET", f"{url}{route}", token=bound["access"]),
+                },
+            )
+            assert proved.status_code == 200, proved.text
+        # The refusals ended nothing: the pair still refreshes.
+        turned = await http.post("/api/auth/refresh", json={"refresh": pair["refresh"]})
+        assert turned.status_code == 200, turned.text
+
+
+async def test_the_store_down_is_a_503_with_retry_after_on_the_hosts_own_api(tmp_path):
+    store = RedisServer()
+    store.start()
+    try:
+        with running_host(tmp_path, REDIS_URL=store.url) as (url, _manage):
+            async with httpx.AsyncClient(base_url=url, timeout=15) as http:
+                body = {"username": "alice", "password": "s3cret-pass"}
+                pair = (await http.post("/api/auth/login", json=body)).json()
+                store.stop()  # ours: started above
+                for route in ("/shop/orders", "/shop/basket"):
+                    down = await http.get(route, headers=bearer(pair["access"]))
+                    assert down.status_code == 503, down.text
+                    assert down.json()["code"] == "service_unavailable"
+                    assert int(down.headers["Retry-After"]) > 0
+                store.start()  # same port, same data: the session is back
+                deadline = time.monotonic() + 20
+                while (back := await http.get("/shop/orders", headers=bearer(pair["access"]))
+                       ).status_code == 503 and time.monotonic() < deadline:  # fmt: skip
+                    await asyncio.sleep(0.2)
+                assert back.status_code == 200, back.text
+    finally:
+        store.stop()
