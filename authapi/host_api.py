@@ -76,7 +76,8 @@ def _is_default(api: NinjaAPI, probe: Exception) -> bool:
 
 
 def _ours(request: HttpRequest, exc: Any) -> HttpResponse:
-    return exc.response()
+    error: AuthApiError = exc
+    return error.response()
 
 
 def _guarded(previous: Callable[..., HttpResponse] | None) -> Callable[..., HttpResponse]:
