@@ -42,6 +42,7 @@ class ResourceService(LiveServer):
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
             "DJANGO_SETTINGS_MODULE": "resource_service.settings",
+            "PYTHONPATH": str(ROOT),  # the code under test (a worktree's, not the install's)
             **env,
         }
 
@@ -685,12 +686,12 @@ async def test_the_introspection_cache_is_bounded(http, user, monkeypatch):
             for _ in range(3):
                 await check.verify(pair["access"])
             assert len(calls) == 1
-            jti = jwt.decode(pair["access"], options={"verify_signature": False})["jti"]
-            active, until = check._introspected[jti]
-            assert active and until <= time.monotonic() + 30
+            cached = check._answers.get(pair["access"])
+            assert cached is not None and cached.body is not None and cached.session
+            assert cached.until <= time.monotonic() + 30
             await http.post(f"{hs.url}/api/auth/logout", json={"refresh": pair["refresh"]})
             await check.verify(pair["access"])  # within the bound: still the cached answer
-            check._introspected[jti] = (True, time.monotonic() - 1)  # the N seconds are over
+            check._answers.revoked(cached.session)  # as if the N seconds were over
             with pytest.raises(TokenInvalid):
                 await check.verify(pair["access"])
             for _ in range(3):

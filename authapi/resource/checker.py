@@ -16,7 +16,12 @@
      matter; the store being down is a 503 (``StoreUnavailable``), never a pass.
    * ``INTROSPECTION_URL``: one POST per check (RFC 7662), or, with
      ``INTROSPECTION_CACHE_SECONDS = N``, an ``active`` answer reused for at most N
-     seconds (a revocation is then seen at most N seconds late). No answer: 503.
+     seconds and never past the token's ``exp`` (a revocation is then seen at most N
+     seconds late; at once when any token of its session was reported inactive here;
+     :mod:`.introspection`). No answer: 503. Without ``JWKS_URL``/``SIGNING_KEY`` the
+     answer is the whole verdict: steps 1 and 2 are the auth service's, and the claims
+     (``request.auth.claims``) are those it returns, checked for kind, ``iss``, ``aud``
+     and ``exp`` here as well.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -40,6 +47,7 @@ from redis.exceptions import RedisError
 
 from authapi import dpop, keys, keyspace, redis_url, tokens
 from authapi.errors import DPoPInvalid, StoreUnavailable, TokenInvalid
+from authapi.resource import introspection
 from authapi.resource import settings as resource_settings
 from authapi.resource.jwks import KeyCache
 
@@ -90,17 +98,17 @@ class Checker:
                 default_max_age=cfg.jwks_max_age,
                 timeout=cfg.timeout,
             )
-        else:
-            assert cfg.signing_key is not None
+        elif cfg.signing_key is not None:
             # The auth service's own derivation, so the kid matches its tokens'.
             key = keys._hmac_secret(
                 cfg.algorithm, cfg.signing_key, "AUTHAPI_RESOURCE['SIGNING_KEY']"
             )
             self._static = {key.kid: key}
+        self.local = bool(cfg.jwks_url or cfg.signing_key)  # else introspection alone
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._introspected: dict[str, tuple[bool, float]] = {}
+        self._answers = introspection.Answers(_CACHE_MAX)
         self._seen: dict[str, float] = {}  # DPoP jtis, introspection mode only
 
     # --- the check ------------------------------------------------------------------------
@@ -108,7 +116,10 @@ class Checker:
     async def verify(
         self, token: Any, *, request: HttpRequest | None = None, dpop_scheme: bool = False
     ) -> ResourceContext:
-        claims = await self.claims(token)
+        if self.local:
+            claims = await self.claims(token)
+        else:  # no key material: the auth service's answer is the verdict and the claims
+            claims = await self._introspected_claims(token)
         proof = None
         if claims.jkt is not None:
             proof = self._proof(token, claims, request if dpop_scheme else None)
@@ -117,7 +128,7 @@ class Checker:
         if self.cfg.redis_url:
             alive, fresh = await self._store_says(claims, proof)
         else:
-            alive = await self._introspection_says(token, claims)
+            alive = self.local is False or await self._introspection_says(token, claims)
             fresh = proof is None or self._first_here(proof)
         if not alive:
             raise TokenInvalid("Token has been revoked")
@@ -243,21 +254,35 @@ class Checker:
     # --- revocation: introspection -------------------------------------------------------------
 
     async def _introspection_says(self, token: str, claims: tokens.Claims) -> bool:
-        now = time.monotonic()
-        seen = self._introspected.get(claims.jti)
-        if seen is not None and now < seen[1]:
-            return seen[0]
-        active = await asyncio.to_thread(self._introspect, token, claims.jti)
-        cache = self.cfg.introspection_cache
-        left = claims.exp - tokens.now()  # never beyond the token's own life
-        until = now + (min(cache, left) if active else left)
-        if (cache or not active) and until > now:
-            if len(self._introspected) >= _CACHE_MAX:
-                self._introspected.clear()
-            self._introspected[claims.jti] = (active, until)
-        return active
+        """Locally verified already: is it still live? (cached as :mod:`.introspection`)"""
+        body = await self._answer(token, claims.exp)
+        return body is not None and body.get("jti") in (None, claims.jti)
 
-    def _introspect(self, token: str, jti: str) -> bool:
+    async def _introspected_claims(self, token: Any) -> tokens.Claims:
+        """Introspection alone: the live access token's claims as the auth service gives
+        them, checked against ``ISSUER``/``AUDIENCE`` here too."""
+        tokens.unverified_header(token)  # not even a JWS: no call to the auth service
+        body = await self._answer(token, None)
+        if body is None:
+            raise TokenInvalid("Token has been revoked or is not valid")
+        cfg = self.cfg
+        claims = introspection.claims_of(body, issuer=cfg.issuer, audience=cfg.audience)
+        if claims.exp + cfg.leeway <= tokens.now():
+            raise TokenInvalid("Token is invalid or expired")
+        return claims
+
+    async def _answer(self, token: str, exp: int | None) -> dict[str, Any] | None:
+        """The auth service's live answer for ``token`` (None: not active), reused for at
+        most ``INTROSPECTION_CACHE_SECONDS``, never past the token's ``exp`` nor past an
+        inactive answer for any token of its session."""
+        cached = self._answers.get(token)
+        if cached is not None:
+            return cached.body
+        body = await asyncio.to_thread(self._introspect, token)
+        self._answers.put(token, body, cache=self.cfg.introspection_cache, exp=exp)
+        return body
+
+    def _introspect(self, token: str) -> dict[str, Any] | None:
         cfg = self.cfg
         assert cfg.introspection_url and cfg.client_id and cfg.client_secret
         pair = f"{quote_plus(cfg.client_id)}:{quote_plus(cfg.client_secret)}"
@@ -278,17 +303,30 @@ class Checker:
             raise StoreUnavailable("The auth service's introspection did not answer.") from exc
         if not isinstance(body, dict) or not isinstance(body.get("active"), bool):
             raise StoreUnavailable("The auth service's introspection answered nonsense.")
-        return body["active"] is True and body.get("jti") in (None, jti)
+        return body if body["active"] is True else None
 
 
 _checker: Checker | None = None
+_misconfigured: list[str] = []
+logger = logging.getLogger("authapi.resource")
 _closing: set[Any] = set()
 
 
 def checker() -> Checker:
     global _checker
     if _checker is None:
-        _checker = Checker(resource_settings.get())
+        try:
+            _checker = Checker(resource_settings.get())
+        except ImproperlyConfigured as exc:
+            # Fail closed, and say why once per process ("authapi.resource" in
+            # INSTALLED_APPS refuses to start instead).
+            if not _misconfigured:
+                _misconfigured.append(str(exc))
+                logger.error("authapi.resource is misconfigured: %s", exc)
+            raise StoreUnavailable(
+                "This service cannot check tokens: its AUTHAPI_RESOURCE setting is "
+                "misconfigured (its log names the fault)."
+            ) from None
     return _checker
 
 
@@ -296,6 +334,7 @@ def reset() -> None:
     """Forget the checker (new settings): keys and clients are made again."""
     global _checker
     old, _checker = _checker, None
+    _misconfigured.clear()
     if old is not None:
         old.close_elsewhere()
 

@@ -110,7 +110,7 @@ class ResourceAuthentication(BaseAuthentication):
                 access = _wsgi_loop.run(verify(words[1], request=http, dpop_scheme=dpop_scheme))
         except TokenInvalid as exc:
             raise exceptions.AuthenticationFailed(
-                {"detail": exc.message, "code": TokenInvalid.code}
+                {"detail": exc.message, "code": exc.code}
             ) from None
         except StoreUnavailable as exc:
             raise ServiceUnavailable(exc.message) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -73,36 +74,82 @@ def _number(raw: dict[str, Any], name: str, default: int) -> int:
     return number
 
 
-def from_mapping(raw: dict[str, Any]) -> ResourceSettings:
-    unknown = sorted(set(raw) - KNOWN)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"AUTHAPI_RESOURCE has unknown key(s) {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(KNOWN))}."
+def problems(raw: Any) -> list[str]:
+    """Every fault of ``AUTHAPI_RESOURCE``, each naming its key (``manage.py check``)."""
+    if not isinstance(raw, dict):
+        return ["Set AUTHAPI_RESOURCE (a dict) to use authapi.resource."]
+    found = [_unknown(name) for name in sorted(set(raw) - KNOWN, key=str)]
+    given = {name for name in KNOWN & set(raw) if raw[name] not in (None, "")}
+    keyed = given & {"JWKS_URL", "SIGNING_KEY"}
+    if len(keyed) == 2:
+        found.append(
+            "AUTHAPI_RESOURCE sets both JWKS_URL and SIGNING_KEY: name one way to check a "
+            "token's signature (JWKS_URL for asymmetric keys, SIGNING_KEY for HMAC)."
         )
+    if "REDIS_URL" in given and "INTROSPECTION_URL" in given:
+        found.append(
+            "AUTHAPI_RESOURCE sets both REDIS_URL and INTROSPECTION_URL: name one way to "
+            "check revocation (the auth service's store, or its introspection)."
+        )
+    elif "REDIS_URL" in given and not keyed:
+        found.append(
+            "AUTHAPI_RESOURCE['REDIS_URL'] checks revocation only: add JWKS_URL or "
+            "SIGNING_KEY to verify tokens, or use INTROSPECTION_URL instead."
+        )
+    elif "REDIS_URL" not in given and "INTROSPECTION_URL" not in given:
+        found.append(
+            "AUTHAPI_RESOURCE names no way to check a token: set INTROSPECTION_URL (with "
+            "CLIENT_ID and CLIENT_SECRET), or JWKS_URL / SIGNING_KEY with REDIS_URL."
+        )
+    client = given & {"CLIENT_ID", "CLIENT_SECRET"}
+    if "INTROSPECTION_URL" in given:
+        for name in sorted({"CLIENT_ID", "CLIENT_SECRET"} - client):
+            found.append(f"AUTHAPI_RESOURCE['INTROSPECTION_URL'] needs {name}.")
+    elif client:
+        names = " and ".join(sorted(client))
+        found.append(f"AUTHAPI_RESOURCE sets {names} without INTROSPECTION_URL.")
+    if not found:
+        try:
+            from_mapping(raw)
+        except ImproperlyConfigured as exc:
+            found.append(str(exc))
+    return found
+
+
+def _unknown(name: Any) -> str:
+    close = difflib.get_close_matches(str(name), KNOWN, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"AUTHAPI_RESOURCE has an unknown key {name!r}{hint}; known: {', '.join(sorted(KNOWN))}."
+
+
+def from_mapping(raw: dict[str, Any]) -> ResourceSettings:
+    unknown = sorted(set(raw) - KNOWN, key=str)
+    if unknown:
+        raise ImproperlyConfigured(_unknown(unknown[0]))
     jwks_url, signing_key = _text(raw, "JWKS_URL"), _text(raw, "SIGNING_KEY")
-    if bool(jwks_url) == bool(signing_key):
+    redis_url = _text(raw, "REDIS_URL")
+    introspection = _text(raw, "INTROSPECTION_URL")
+    client_id, secret = _text(raw, "CLIENT_ID"), _text(raw, "CLIENT_SECRET")
+    if jwks_url and signing_key:
+        raise ImproperlyConfigured("AUTHAPI_RESOURCE sets both JWKS_URL and SIGNING_KEY.")
+    if bool(redis_url) == bool(introspection):
         raise ImproperlyConfigured(
-            "AUTHAPI_RESOURCE needs JWKS_URL (asymmetric keys) or SIGNING_KEY (the auth "
-            "service's HMAC secret), exactly one."
+            "AUTHAPI_RESOURCE needs REDIS_URL (the auth service's store) or "
+            "INTROSPECTION_URL (with CLIENT_ID and CLIENT_SECRET), exactly one."
+        )
+    if redis_url and not (jwks_url or signing_key):
+        raise ImproperlyConfigured(
+            "AUTHAPI_RESOURCE['REDIS_URL'] needs JWKS_URL or SIGNING_KEY to verify tokens."
+        )
+    if introspection and not (client_id and secret):
+        raise ImproperlyConfigured(
+            "AUTHAPI_RESOURCE['INTROSPECTION_URL'] needs CLIENT_ID and CLIENT_SECRET."
         )
     algorithm = _text(raw, "ALGORITHM") or "HS256"
     if signing_key and algorithm not in conf.HMAC_ALGORITHMS:
         raise ImproperlyConfigured(
             f"AUTHAPI_RESOURCE['ALGORITHM'] is {algorithm!r}; SIGNING_KEY is for "
             f"{', '.join(conf.HMAC_ALGORITHMS)}. Use JWKS_URL for asymmetric keys."
-        )
-    redis_url = _text(raw, "REDIS_URL")
-    introspection = _text(raw, "INTROSPECTION_URL")
-    client_id, secret = _text(raw, "CLIENT_ID"), _text(raw, "CLIENT_SECRET")
-    if bool(redis_url) == bool(introspection):
-        raise ImproperlyConfigured(
-            "AUTHAPI_RESOURCE needs REDIS_URL (the auth service's store) or "
-            "INTROSPECTION_URL (with CLIENT_ID and CLIENT_SECRET), exactly one."
-        )
-    if introspection and not (client_id and secret):
-        raise ImproperlyConfigured(
-            "AUTHAPI_RESOURCE['INTROSPECTION_URL'] needs CLIENT_ID and CLIENT_SECRET."
         )
     audience = raw.get("AUDIENCE") or ()
     audiences = (audience,) if isinstance(audience, str) else tuple(audience)

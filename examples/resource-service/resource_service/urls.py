@@ -1,16 +1,16 @@
 """The service's API: every route needs a live access token of the auth service."""
 
+from importlib.util import find_spec
 from typing import Any
 
 from django.http import HttpRequest
 from django.urls import path
 from ninja import NinjaAPI
 
-from authapi.resource import install_error_handlers, resource_bearer
+from authapi.resource import resource_bearer
 
-api = install_error_handlers(
-    NinjaAPI(title="orders", urls_namespace="orders", docs_url=None, auth=resource_bearer)
-)
+# auth=resource_bearer and no other line: a refused token is a 401 {"detail", "code"}.
+api = NinjaAPI(title="orders", urls_namespace="orders", docs_url=None, auth=resource_bearer)
 
 
 @api.get("/orders")
@@ -31,3 +31,8 @@ async def health(request: HttpRequest) -> dict[str, str]:
 
 
 urlpatterns = [path("api/", api.urls)]
+
+if find_spec("rest_framework") is not None:  # the DRF flavour of the same route
+    from resource_service import drf_views
+
+    urlpatterns.append(path("drf/orders", drf_views.Orders.as_view()))
