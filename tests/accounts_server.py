@@ -92,7 +92,7 @@ class AccountsServer:
         """Every mail sent so far, oldest first (one file per connection, split)."""
         texts: list[str] = []
         for path in sorted(self.mail_dir.iterdir(), key=lambda p: p.stat().st_mtime_ns):
-            texts += [_decoded(part) for part in path.read_text().split("-" * 79) if part.strip()]
+            texts += [decoded(part) for part in path.read_text().split("-" * 79) if part.strip()]
         return texts
 
     def wait_for_mail(self, to: str, count: int = 1, timeout: float = 10) -> str:
@@ -114,7 +114,7 @@ class AccountsServer:
         return unquote(match.group(1))
 
 
-def _decoded(raw: str) -> str:
+def decoded(raw: str) -> str:
     """A mail as its headers and its plain text, transfer encoding undone: Django 6.1
     writes quoted-printable, which breaks long links across lines."""
     message = email.message_from_string(raw.lstrip("\n"), policy=email.policy.default)
