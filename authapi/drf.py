@@ -49,7 +49,7 @@ from rest_framework.request import Request
 
 from authapi import dpop, sessions, users
 from authapi.auth import AccessContext, check_access
-from authapi.errors import DatabaseUnavailable, StoreUnavailable, TokenInvalid
+from authapi.errors import DatabaseUnavailable, DPoPInvalid, StoreUnavailable, TokenInvalid
 
 __all__ = [
     "JWTAuthentication",
@@ -211,7 +211,8 @@ class JWTAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         words = self.get_header(request)
-        if words is not None and words[0].lower() == "dpop":
+        bound = getattr(request, "_authapi_dpop", False)
+        if bound or (words is not None and words[0].lower() == "dpop"):
             algs = " ".join(dpop.ALGORITHMS)
             realm = self.www_authenticate_realm
             return f'DPoP realm="{realm}", error="invalid_dpop_proof", algs="{algs}"'
@@ -247,6 +248,8 @@ class JWTAuthentication(BaseAuthentication):
             words = self.get_header(request) or [""]
             return ValidatedToken(_check(request, token, words[0].lower() == "dpop"), token)
         except TokenInvalid as exc:
+            if isinstance(exc, DPoPInvalid):  # a bound token: the challenge says DPoP
+                request._authapi_dpop = True  # type: ignore[attr-defined]
             message = {"token_class": "AccessToken", "token_type": "access", "message": exc.message}
             raise _failed(
                 "Given token not valid for any token type", TokenInvalid.code, messages=[message]

@@ -134,6 +134,7 @@ async def test_every_bad_token_kind_is_a_401_with_a_code(http, auth, service, es
         "expired": (bearer(_expired(pair["access"], es256_pem, kid)), invalid, "Bearer"),
         "revoked": (bearer(gone["access"]), invalid, "Bearer"),
         "another issuer's key": (bearer(stranger), invalid, "Bearer"),
+        "bound, as Bearer": (bearer(bound["access"]), {"invalid_dpop_proof"}, "DPoP"),
         "bound, no proof": (
             {"Authorization": f"DPoP {bound['access']}"}, {"invalid_dpop_proof"}, "DPoP"
         ),

@@ -21,7 +21,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from authapi import dpop
-from authapi.errors import StoreUnavailable, TokenInvalid
+from authapi.errors import DPoPInvalid, StoreUnavailable, TokenInvalid
 from authapi.resource.checker import ResourceContext, verify
 
 __all__ = ["ResourceAuthentication", "ResourceUser", "ServiceUnavailable"]
@@ -109,6 +109,8 @@ class ResourceAuthentication(BaseAuthentication):
             else:
                 access = _wsgi_loop.run(verify(words[1], request=http, dpop_scheme=dpop_scheme))
         except TokenInvalid as exc:
+            if isinstance(exc, DPoPInvalid):  # a bound token: the challenge says DPoP
+                request._authapi_dpop = True  # type: ignore[attr-defined]
             raise exceptions.AuthenticationFailed(
                 {"detail": exc.message, "code": exc.code}
             ) from None
@@ -118,7 +120,8 @@ class ResourceAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         sent = request.META.get("HTTP_AUTHORIZATION")
-        if isinstance(sent, str) and sent.strip().lower().startswith("dpop "):
+        bound = getattr(request, "_authapi_dpop", False)
+        if bound or (isinstance(sent, str) and sent.strip().lower().startswith("dpop ")):
             algs = " ".join(dpop.ALGORITHMS)
             realm = self.www_authenticate_realm
             return f'DPoP realm="{realm}", error="invalid_dpop_proof", algs="{algs}"'
