@@ -26,7 +26,7 @@ from authapi.errors import StoreUnavailable, TokenInvalid
 _KINDS = ("access", "refresh")
 # Where an auth service names the access/refresh kind when ``token_type`` is the
 # scheme (RFC 7662 §2.2: "Bearer" / "DPoP").
-_KIND_MEMBERS = ("token_kind", "authapi_token_type", "token_use")
+_KIND_MEMBERS = ("authapi_token_kind", "token_kind", "token_use")
 
 Session = tuple[str, str]  # (user id as text, sid)
 
