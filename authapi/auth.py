@@ -183,13 +183,11 @@ def _loads(snapshot: str | None) -> dict[str, Any] | None:
 async def _noted(
     request: HttpRequest, check: Awaitable[AccessContext], caller: FrameType | None
 ) -> AccessContext:
-    """A refusal, rendered whole on any NinjaAPI (:mod:`authapi.host_api`), and kept on the
-    request for ``authapi.middleware.json_errors``."""
+    """A refusal, rendered whole on any NinjaAPI (:mod:`authapi.host_api`)."""
     try:
         return await check
-    except AuthApiError as exc:
+    except AuthApiError:
         host_api.refused(caller)
-        request.authapi_error = exc  # type: ignore[attr-defined]
         raise
     finally:
         caller = None  # the operation's frame: never kept past the check

@@ -73,9 +73,6 @@ def _as_json(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBa
     status = response.status_code
     if status < 400:
         return response
-    error = getattr(request, "authapi_error", None)  # authapi.auth: Ninja gave {"detail"}
-    if isinstance(error, AuthApiError) and error.status == status:
-        return error.response()
     if response.get("Content-Type", "").startswith("application/json"):
         return _with_code(response)
     reason = response.reason_phrase or "Error"
