@@ -20,8 +20,7 @@ from authapi import cookies, dpop, schemas, sessions, store, tokens, views
 from authapi.auth import (
     AccessContext,
     JWTBearer,
-    bearer_token,
-    check_access,
+    credentials,
     jwt_bearer,
     scheme_hint,
 )
@@ -201,14 +200,13 @@ async def refresh(request: HttpRequest, response: HttpResponse) -> dict[str, Any
 )
 async def logout(request: HttpRequest) -> HttpResponse:
     refresh_token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
-    access = None
-    token = bearer_token(request) or _optional_access_cookie(request)
-    if token:
-        try:
-            access = (await check_access(token)).claims
-        except TokenInvalid:
-            access = None  # an expired or revoked access token needs no revoking
-    await sessions.logout(request, refresh_token, access)
+    found = credentials(request)
+    access: str | None
+    if found is not None and found[0] in ("bearer", "dpop"):
+        access, dpop_scheme = found[1], found[0] == "dpop"
+    else:
+        access, dpop_scheme = _optional_access_cookie(request), False
+    await sessions.logout(request, refresh_token, access, dpop_scheme=dpop_scheme)
     response = _no_content()
     cookies.clear(response)
     return response
