@@ -28,6 +28,7 @@ from authapi.errors import (
     AuthApiError,
     CsrfFailed,
     DatabaseUnavailable,
+    DPoPInvalid,
     InvalidBody,
     MethodNotAllowed,
     NotAuthenticated,
@@ -228,7 +229,7 @@ def _optional_access_cookie(request: HttpRequest) -> str | None:
 )
 async def verify(request: HttpRequest) -> dict[str, Any]:
     body = schemas.parse(request, VerifyIn)
-    await sessions.verify(body.token)
+    await sessions.verify(request, body.token)
     return {}
 
 
@@ -390,7 +391,9 @@ async def _verify_as_simplejwt(request: HttpRequest) -> dict[str, Any] | HttpRes
     token = schemas.parse(request, VerifyIn).token
     claims = tokens.decode(token, ("access", "refresh"))  # a bad token: 401 as simplejwt
     try:
-        await sessions.verify(token)
+        await sessions.verify(request, token)
+    except DPoPInvalid:
+        raise  # a bound token without its key's proof: 401, as /api/auth/verify
     except TokenInvalid:
         if claims.token_type != "refresh":
             raise  # a revoked access token: 401 token_not_valid

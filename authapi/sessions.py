@@ -363,10 +363,14 @@ async def end_session(request: HttpRequest | None, claims: tokens.Claims, reason
     return True
 
 
-async def verify(token: str) -> None:
-    """Raise TokenInvalid unless ``token`` (access or refresh) is valid and not revoked."""
+async def verify(request: HttpRequest, token: str) -> None:
+    """Raise TokenInvalid unless ``token`` (access or refresh) is valid and not revoked; a
+    bound token needs a proof by its key for this request (DPoPInvalid), checked first, so
+    a copy without the key learns nothing, not even whether it was revoked."""
     claims = tokens.decode(token, ("access", "refresh"))
-    if claims.token_type == "access":
+    access = claims.token_type == "access"
+    await possession.prove(request, claims, access_token=token if access else None)
+    if access:
         alive = await store.access_allowed(claims.user_id, claims.sid, claims.jti)
     else:
         alive = await store.refresh_is_current(claims.user_id, claims.sid, claims.jti)

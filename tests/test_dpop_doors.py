@@ -1,7 +1,7 @@
 """DPoP at every door, over real sockets: a token copied from a bound session, without its
-key, ends nothing. Each door is tried with no proof, with a thief's own key, and with a
-spent refresh token; after each try the owner's refresh (with its key) still works and its
-access token still opens /me.
+key, ends nothing and is vouched for by nothing. Each door is tried with no proof, with a
+thief's own key, and with a spent refresh token; after each try the owner's refresh (with
+its key) still works and its access token still opens /me.
 """
 
 from __future__ import annotations
@@ -189,3 +189,51 @@ async def test_logout_all_with_a_bound_access_token_needs_its_key(http, owner):
     headers = {"Authorization": f"DPoP {access}", "DPoP": owner.proof("POST", path, access)}
     assert (await http.post(path, headers=headers)).status_code == 204
     assert await owner.me() == 401
+
+
+# --- verify: 401 without a proof for that request ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/auth/verify", "/api/token/verify/"])
+@pytest.mark.parametrize("kind", ["refresh", "access"])
+async def test_verify_of_a_bound_token_needs_a_proof_for_that_request(http, owner, path, kind):
+    async for name, token, headers in _attempts(owner, path, lambda o: o.pair[kind]):
+        answer = await http.post(path, json={"token": token}, headers=headers)
+        _refused(answer, name)
+        await owner.assert_untouched()
+    token = owner.pair[kind]
+    ath = token if kind == "access" else None
+    ok = await http.post(
+        path, json={"token": token}, headers={"DPoP": owner.proof("POST", path, ath)}
+    )
+    assert ok.status_code == 200 and ok.json() == {}, ok.text
+    if kind == "access":  # its ath must be of this token
+        other = owner.proof("POST", path, token="a.b.c")
+        _refused(await http.post(path, json={"token": token}, headers={"DPoP": other}))
+    # a spent bound refresh token with a valid proof: revoked, as for any token
+    spent = owner.pair["refresh"]
+    await owner.refresh()
+    answer = await http.post(
+        path, json={"token": spent}, headers={"DPoP": owner.proof("POST", path)}
+    )
+    assert answer.status_code in (400, 401), answer.text
+    assert answer.json()["code"] == "token_not_valid"
+    await owner.assert_untouched()
+
+
+async def test_verify_of_a_bearer_token_is_unchanged(http, user):
+    pair = (
+        await http.post("/api/auth/login", json={"username": user.username, "password": PASSWORD})
+    ).json()
+    for token in (pair["access"], pair["refresh"]):
+        assert (await http.post("/api/auth/verify", json={"token": token})).status_code == 200
+
+
+async def test_a_proof_is_good_once_at_these_doors(http, owner):
+    for path in ("/api/auth/verify", "/api/auth/logout"):
+        body = {"token": owner.pair["refresh"], "refresh": owner.pair["refresh"]}
+        proof = owner.proof("POST", path)
+        assert (await http.post(path, json=body, headers={"DPoP": proof})).status_code < 300
+        again = await http.post(path, json=body, headers={"DPoP": proof})
+        _refused(again)
+        assert "used before" in again.json()["detail"]
