@@ -10,7 +10,8 @@ revocation (RFC 7009). ``api.py`` mounts :data:`router` at the site root.
 * ``POST /api/auth/revoke``: no client auth needed (public clients), but wrong Basic
   credentials are a 401. A refresh token ends its whole session, as logout does; an
   access token is refused from then on, as logout's Bearer token is (its ``jti`` only: the
-  session and its refresh token live on). Whatever the token, 200 ``{}``.
+  session and its refresh token live on). Whatever the token, 200 ``{}``; a DPoP-bound
+  token without a proof by its key, or a spent bound refresh token, revokes nothing.
 
 A failed client authentication counts on the login throttle's per-address allowance (an
 attempt named after the client id, which no username can be), and is answered 429 once
@@ -32,9 +33,17 @@ from django.urls import reverse
 from ninja import Router, Schema
 from pydantic import Field, StrictStr
 
-from authapi import conf, dpop, schemas, sessions, store, tokens
+from authapi import conf, dpop, possession, schemas, sessions, store, tokens
 from authapi.client import client_ip
-from authapi.errors import AuthApiError, NotFound, Throttled, TokenInvalid
+from authapi.errors import (
+    AuthApiError,
+    DPoPGrantNonce,
+    DPoPInvalid,
+    DPoPNonceNeeded,
+    NotFound,
+    Throttled,
+    TokenInvalid,
+)
 from authapi.schemas import Error
 from authapi.throttle import network
 
@@ -295,19 +304,29 @@ async def introspect(request: HttpRequest) -> HttpResponse:
 
 
 async def revoke_token(request: HttpRequest, token: str) -> None:
-    """End what ``token`` grants; nothing for a token that is not ours or no longer valid."""
+    """End what ``token`` grants; nothing for a token that is not ours or no longer valid,
+    nor for a bound one without a proof by its key, nor for a spent bound refresh token
+    (reuse is detected at /refresh, where the proof is needed too)."""
     try:
         claims = tokens.decode(token, ("access", "refresh"))
     except TokenInvalid:
         return  # RFC 7009 2.2: an invalid token is no error
-    if claims.token_type == "access":
+    access = claims.token_type == "access"
+    try:
+        await possession.prove(request, claims, access_token=token if access else None)
+    except DPoPNonceNeeded as exc:  # the client can retry: say so (RFC 9449 §8)
+        raise DPoPGrantNonce(exc.extra_headers["DPoP-Nonce"]) from None
+    except DPoPInvalid:
+        return  # a copy without the key revokes nothing: 200, as for any invalid token
+    if access:
         # As logout does with the Bearer token sent along: this token, not its session.
         await store.revoke_access(claims.user_id, claims.sid, claims.jti)
         return
-    try:
-        await sessions.logout(request, token, None)  # the session, and its events
-    except TokenInvalid:
-        pass  # already ended
+    if claims.jkt is not None and not await store.refresh_is_current(
+        claims.user_id, claims.sid, claims.jti
+    ):
+        return
+    await sessions.end_session(request, claims, "logout")  # False: already ended
 
 
 @router.post(

@@ -191,6 +191,84 @@ async def test_logout_all_with_a_bound_access_token_needs_its_key(http, owner):
     assert await owner.me() == 401
 
 
+# --- revocation (RFC 7009): 200, nothing revoked ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["refresh", "access"])
+async def test_revoking_a_bound_token_without_its_key_revokes_nothing(http, owner, kind):
+    path = "/api/auth/revoke"
+    async for name, token, headers in _attempts(owner, path, lambda o: o.pair[kind]):
+        answer = await http.post(path, data={"token": token}, headers=headers)
+        assert answer.status_code == 200 and answer.json() == {}, (name, answer.text)
+        await owner.assert_untouched()
+    # With its key (and, for an access token, its ath), it is revoked.
+    token = owner.pair[kind]
+    proof = owner.proof("POST", path, token if kind == "access" else None)
+    assert (
+        await http.post(path, data={"token": token}, headers={"DPoP": proof})
+    ).status_code == 200
+    assert await owner.me() == 401
+
+
+async def test_a_spent_bound_refresh_token_never_ends_the_family_through_revoke(http, owner):
+    """Not even with the key: reuse is detected at /refresh, where the key is needed too."""
+    path = "/api/auth/revoke"
+    spent = owner.pair["refresh"]
+    await owner.refresh()
+    proof = owner.proof("POST", path)
+    answer = await http.post(path, json={"token": spent}, headers={"DPoP": proof})
+    assert answer.status_code == 200 and answer.json() == {}
+    await owner.assert_untouched()
+
+
+async def test_revoking_an_access_token_needs_its_ath(http, owner):
+    path = "/api/auth/revoke"
+    access = owner.pair["access"]
+    for proof in (owner.proof("POST", path), owner.proof("POST", path, token="a.b.c")):
+        answer = await http.post(path, data={"token": access}, headers={"DPoP": proof})
+        assert answer.status_code == 200
+        assert await owner.me() == 200
+
+
+async def test_revocation_asks_for_the_nonce_when_nonces_are_on(make_user):
+    env = {"AUTHAPI_LOGIN_RATE": "0", "AUTHAPI_DPOP_NONCE": "1"}
+    user = await make_user()
+    with LiveServer(env=env) as live:
+        async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
+            key = Key()
+            login = f"{live.url}/api/auth/login"
+            first = await http.post(
+                login,
+                json={"username": user.username, "password": PASSWORD},
+                headers={"DPoP": key.proof("POST", login)},
+            )
+            nonce = first.headers["DPoP-Nonce"]
+            pair = (
+                await http.post(
+                    login,
+                    json={"username": user.username, "password": PASSWORD},
+                    headers={"DPoP": key.proof("POST", login, nonce=nonce)},
+                )
+            ).json()
+            revoke = f"{live.url}/api/auth/revoke"
+            asked = await http.post(
+                revoke, data={"token": pair["refresh"]}, headers={"DPoP": key.proof("POST", revoke)}
+            )
+            assert asked.status_code == 400
+            assert asked.json()["code"] == "use_dpop_nonce"
+            nonce = asked.headers["DPoP-Nonce"]
+            proof = key.proof("POST", revoke, nonce=nonce)
+            done = await http.post(revoke, data={"token": pair["refresh"]}, headers={"DPoP": proof})
+            assert done.status_code == 200
+            refresh = f"{live.url}/api/auth/refresh"
+            gone = await http.post(
+                refresh,
+                json={"refresh": pair["refresh"]},
+                headers={"DPoP": key.proof("POST", refresh, nonce=nonce)},
+            )
+            assert gone.status_code == 401
+
+
 # --- verify: 401 without a proof for that request ---------------------------------------------
 
 
