@@ -98,7 +98,10 @@ class Introspection(Schema):
     jti: str | None = None
     exp: int | None = None
     iat: int | None = None
-    token_type: str | None = None
+    token_type: str | None = Field(
+        None, description='How the token is used (RFC 7662 2.2): "Bearer", or "DPoP" when bound.'
+    )
+    authapi_token_kind: str | None = Field(None, description='"access" or "refresh".')
     iss: str | None = None
     aud: str | list[str] | None = None
     cnf: dict[str, Any] | None = None
@@ -241,7 +244,9 @@ def _error(exc: AuthApiError) -> HttpResponse:
 
 
 def describe(claims: tokens.Claims) -> dict[str, Any]:
-    """RFC 7662's answer for a live token."""
+    """RFC 7662's answer for a live token: its ``token_type`` is the scheme it is used
+    under (RFC 7662 §2.2, RFC 9449 §6), ``DPoP`` for a bound one; whether it is an access
+    or a refresh token is ``authapi_token_kind``."""
     payload = claims.payload
     body: dict[str, Any] = {
         "active": True,
@@ -251,7 +256,8 @@ def describe(claims: tokens.Claims) -> dict[str, Any]:
         "jti": claims.jti,
         "exp": claims.exp,
         "iat": claims.iat,
-        "token_type": claims.token_type,
+        "token_type": "DPoP" if claims.jkt is not None else "Bearer",
+        "authapi_token_kind": claims.token_type,
     }
     for name in ("iss", "aud", "cnf", "amr"):  # amr: how the user authenticated (RFC 8176)
         if name in payload:

@@ -2,6 +2,8 @@
 key, ends nothing and is vouched for by nothing. Each door is tried with no proof, with a
 thief's own key, and with a spent refresh token; after each try the owner's refresh (with
 its key) still works and its access token still opens /me.
+
+Also RFC 7662's ``token_type``: the scheme, ``Bearer`` or ``DPoP``.
 """
 
 from __future__ import annotations
@@ -315,3 +317,27 @@ async def test_a_proof_is_good_once_at_these_doors(http, owner):
         again = await http.post(path, json=body, headers={"DPoP": proof})
         _refused(again)
         assert "used before" in again.json()["detail"]
+
+
+# --- introspection: token_type is the scheme ---------------------------------------------------
+
+
+async def test_introspection_token_type_is_the_scheme(http, owner, user, make_user):
+    for kind in ("access", "refresh"):
+        body = (
+            await http.post("/api/auth/introspect", data={"token": owner.pair[kind]}, headers=BASIC)
+        ).json()
+        assert body["active"] is True
+        assert body["token_type"] == "DPoP"
+        assert body["authapi_token_kind"] == kind
+        assert body["cnf"] == {"jkt": owner.key.thumbprint}
+    plain = await make_user()
+    pair = (
+        await http.post("/api/auth/login", json={"username": plain.username, "password": PASSWORD})
+    ).json()
+    for kind in ("access", "refresh"):
+        body = (
+            await http.post("/api/auth/introspect", data={"token": pair[kind]}, headers=BASIC)
+        ).json()
+        assert body["token_type"] == "Bearer" and body["authapi_token_kind"] == kind
+        assert "cnf" not in body
