@@ -30,16 +30,18 @@ from urllib.parse import unquote_plus, urlsplit
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from ninja import Router, Schema
 from pydantic import Field, StrictStr
 
-from authapi import conf, dpop, possession, schemas, sessions, store, tokens
+from authapi import conf, dpop, origin, possession, schemas, sessions, store, tokens
 from authapi.client import client_ip
 from authapi.errors import (
     AuthApiError,
     DPoPGrantNonce,
     DPoPInvalid,
     DPoPNonceNeeded,
+    InvalidHost,
     NotFound,
     Throttled,
     TokenInvalid,
@@ -355,18 +357,10 @@ async def revoke(request: HttpRequest) -> HttpResponse:
 # --- metadata ---------------------------------------------------------------------------
 
 
-def _base(request: HttpRequest, issuer: str | None) -> str:
-    """Scheme and host of the absolute URLs: the issuer's when it is an http(s) URL."""
-    if issuer:
-        parts = urlsplit(issuer)
-        if parts.scheme in {"http", "https"} and parts.netloc:
-            return f"{parts.scheme}://{parts.netloc}"
-    return f"{request.scheme}://{request.get_host()}"
-
-
-def metadata(request: HttpRequest) -> dict[str, Any]:
+def metadata(request: HttpRequest) -> tuple[dict[str, Any], bool]:
+    """The RFC 8414 document, and whether it depends on the request's Host."""
     cfg = conf.get()
-    base = _base(request, cfg.issuer)
+    base, by_host = origin.of(request, cfg.issuer)
     answer: dict[str, Any] = {
         "issuer": cfg.issuer or base,
         "jwks_uri": base + reverse("authapi:jwks"),
@@ -381,7 +375,7 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
     }
     if cfg.dpop != "off":  # RFC 9449 §5.1: proofs of these algorithms are accepted
         answer["dpop_signing_alg_values_supported"] = list(dpop.ALGORITHMS)
-    return answer
+    return answer, by_host
 
 
 @router.get(
@@ -391,8 +385,14 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
     summary="RFC 8414 metadata: issuer, JWKS, introspection and revocation endpoints",
 )
 async def server_metadata(request: HttpRequest) -> HttpResponse:
-    response = JsonResponse(metadata(request))
+    try:
+        answer, by_host = metadata(request)
+    except InvalidHost as exc:
+        return exc.response()
+    response = JsonResponse(answer)
     response["Cache-Control"] = f"public, max-age={conf.get().jwks_max_age}"
+    if by_host:  # a shared cache keeps one answer per Host
+        patch_vary_headers(response, ("Host",))
     return response
 
 
