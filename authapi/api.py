@@ -20,8 +20,7 @@ from authapi import cookies, dpop, schemas, sessions, store, tokens, views
 from authapi.auth import (
     AccessContext,
     JWTBearer,
-    bearer_token,
-    check_access,
+    credentials,
     jwt_bearer,
     scheme_hint,
 )
@@ -29,6 +28,7 @@ from authapi.errors import (
     AuthApiError,
     CsrfFailed,
     DatabaseUnavailable,
+    DPoPInvalid,
     InvalidBody,
     MethodNotAllowed,
     NotAuthenticated,
@@ -201,14 +201,13 @@ async def refresh(request: HttpRequest, response: HttpResponse) -> dict[str, Any
 )
 async def logout(request: HttpRequest) -> HttpResponse:
     refresh_token = cookies.refresh_token(request) or schemas.parse(request, RefreshIn).refresh
-    access = None
-    token = bearer_token(request) or _optional_access_cookie(request)
-    if token:
-        try:
-            access = (await check_access(token)).claims
-        except TokenInvalid:
-            access = None  # an expired or revoked access token needs no revoking
-    await sessions.logout(request, refresh_token, access)
+    found = credentials(request)
+    access: str | None
+    if found is not None and found[0] in ("bearer", "dpop"):
+        access, dpop_scheme = found[1], found[0] == "dpop"
+    else:
+        access, dpop_scheme = _optional_access_cookie(request), False
+    await sessions.logout(request, refresh_token, access, dpop_scheme=dpop_scheme)
     response = _no_content()
     cookies.clear(response)
     return response
@@ -230,7 +229,7 @@ def _optional_access_cookie(request: HttpRequest) -> str | None:
 )
 async def verify(request: HttpRequest) -> dict[str, Any]:
     body = schemas.parse(request, VerifyIn)
-    await sessions.verify(body.token)
+    await sessions.verify(request, body.token)
     return {}
 
 
@@ -392,7 +391,9 @@ async def _verify_as_simplejwt(request: HttpRequest) -> dict[str, Any] | HttpRes
     token = schemas.parse(request, VerifyIn).token
     claims = tokens.decode(token, ("access", "refresh"))  # a bad token: 401 as simplejwt
     try:
-        await sessions.verify(token)
+        await sessions.verify(request, token)
+    except DPoPInvalid:
+        raise  # a bound token without its key's proof: 401, as /api/auth/verify
     except TokenInvalid:
         if claims.token_type != "refresh":
             raise  # a revoked access token: 401 token_not_valid

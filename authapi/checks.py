@@ -6,7 +6,9 @@ The same faults stop uvicorn at start (``startup.validate``): checks do not run 
   ``E004`` an ``AUTHAPI`` key that names no setting (with the closest known one).
 * ``authapi.W003`` an ``AUTHAPI_*`` environment variable that names no setting.
 * ``--deploy`` only: ``W001`` a generated secret signs tokens; ``W002`` Django's own
-  logins (the admin) are not throttled.
+  logins (the admin) are not throttled; ``W004`` served over HTTPS without
+  ``AUTHAPI_ISSUER`` nor a single ``ALLOWED_HOSTS`` name, so the metadata's URLs follow
+  each request's Host.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from authapi import conf, keys
+from authapi import conf, keys, origin
 
 
 def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -76,6 +78,21 @@ def deploy_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     return []
 
 
+def issuer_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Over HTTPS the metadata should name one origin, not whichever Host a request sent."""
+    if not settings.SECURE_SSL_REDIRECT or conf.get().issuer or origin.pinned_host():
+        return []
+    return [
+        checks.Warning(
+            "AUTHAPI_ISSUER is unset: the metadata (/.well-known/oauth-authorization-server) "
+            "builds its URLs from each request's Host header.",
+            hint="Set AUTHAPI_ISSUER to the service's public URL (https://auth.example.com), "
+            "or name the one host in ALLOWED_HOSTS.",
+            id="authapi.W004",
+        )
+    ]
+
+
 def backend_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Django's own login doors (the admin) bypass the throttle without our backend."""
     from django.utils.module_loading import import_string
@@ -106,3 +123,4 @@ def register() -> None:
     # Advice for production: a stock project with the three lines of README is "no issues".
     checks.register(backend_check, "authapi", deploy=True)
     checks.register(deploy_check, "authapi", deploy=True)
+    checks.register(issuer_check, "authapi", deploy=True)

@@ -180,7 +180,8 @@ def _http(request: Request | HttpRequest | None) -> HttpRequest | None:
 def logout(refresh: str, request: Request | HttpRequest | None = None) -> None:
     """End the session ``refresh`` belongs to, its access tokens refused at once: where
     simplejwt code called ``RefreshToken(refresh).blacklist()``. ``TokenInvalid`` for a
-    token that is not a live refresh token; Redis down ``StoreUnavailable``."""
+    token that is not a live refresh token; Redis down ``StoreUnavailable``. A DPoP-bound
+    token needs ``request`` with a proof by its key (``DPoPInvalid`` without one)."""
     http = _http(request)
     _run(http, lambda: sessions.logout(http or HttpRequest(), refresh, None))
 

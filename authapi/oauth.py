@@ -10,7 +10,8 @@ revocation (RFC 7009). ``api.py`` mounts :data:`router` at the site root.
 * ``POST /api/auth/revoke``: no client auth needed (public clients), but wrong Basic
   credentials are a 401. A refresh token ends its whole session, as logout does; an
   access token is refused from then on, as logout's Bearer token is (its ``jti`` only: the
-  session and its refresh token live on). Whatever the token, 200 ``{}``.
+  session and its refresh token live on). Whatever the token, 200 ``{}``; a DPoP-bound
+  token without a proof by its key, or a spent bound refresh token, revokes nothing.
 
 A failed client authentication counts on the login throttle's per-address allowance (an
 attempt named after the client id, which no username can be), and is answered 429 once
@@ -29,12 +30,22 @@ from urllib.parse import unquote_plus, urlsplit
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from ninja import Router, Schema
 from pydantic import Field, StrictStr
 
-from authapi import conf, dpop, schemas, sessions, store, tokens
+from authapi import conf, dpop, origin, possession, schemas, sessions, store, tokens
 from authapi.client import client_ip
-from authapi.errors import AuthApiError, NotFound, Throttled, TokenInvalid
+from authapi.errors import (
+    AuthApiError,
+    DPoPGrantNonce,
+    DPoPInvalid,
+    DPoPNonceNeeded,
+    InvalidHost,
+    NotFound,
+    Throttled,
+    TokenInvalid,
+)
 from authapi.schemas import Error
 from authapi.throttle import network
 
@@ -89,7 +100,10 @@ class Introspection(Schema):
     jti: str | None = None
     exp: int | None = None
     iat: int | None = None
-    token_type: str | None = None
+    token_type: str | None = Field(
+        None, description='How the token is used (RFC 7662 2.2): "Bearer", or "DPoP" when bound.'
+    )
+    authapi_token_kind: str | None = Field(None, description='"access" or "refresh".')
     iss: str | None = None
     aud: str | list[str] | None = None
     cnf: dict[str, Any] | None = None
@@ -232,7 +246,9 @@ def _error(exc: AuthApiError) -> HttpResponse:
 
 
 def describe(claims: tokens.Claims) -> dict[str, Any]:
-    """RFC 7662's answer for a live token."""
+    """RFC 7662's answer for a live token: its ``token_type`` is the scheme it is used
+    under (RFC 7662 §2.2, RFC 9449 §6), ``DPoP`` for a bound one; whether it is an access
+    or a refresh token is ``authapi_token_kind``."""
     payload = claims.payload
     body: dict[str, Any] = {
         "active": True,
@@ -242,7 +258,8 @@ def describe(claims: tokens.Claims) -> dict[str, Any]:
         "jti": claims.jti,
         "exp": claims.exp,
         "iat": claims.iat,
-        "token_type": claims.token_type,
+        "token_type": "DPoP" if claims.jkt is not None else "Bearer",
+        "authapi_token_kind": claims.token_type,
     }
     for name in ("iss", "aud", "cnf", "amr"):  # amr: how the user authenticated (RFC 8176)
         if name in payload:
@@ -295,19 +312,29 @@ async def introspect(request: HttpRequest) -> HttpResponse:
 
 
 async def revoke_token(request: HttpRequest, token: str) -> None:
-    """End what ``token`` grants; nothing for a token that is not ours or no longer valid."""
+    """End what ``token`` grants; nothing for a token that is not ours or no longer valid,
+    nor for a bound one without a proof by its key, nor for a spent bound refresh token
+    (reuse is detected at /refresh, where the proof is needed too)."""
     try:
         claims = tokens.decode(token, ("access", "refresh"))
     except TokenInvalid:
         return  # RFC 7009 2.2: an invalid token is no error
-    if claims.token_type == "access":
+    access = claims.token_type == "access"
+    try:
+        await possession.prove(request, claims, access_token=token if access else None)
+    except DPoPNonceNeeded as exc:  # the client can retry: say so (RFC 9449 §8)
+        raise DPoPGrantNonce(exc.extra_headers["DPoP-Nonce"]) from None
+    except DPoPInvalid:
+        return  # a copy without the key revokes nothing: 200, as for any invalid token
+    if access:
         # As logout does with the Bearer token sent along: this token, not its session.
         await store.revoke_access(claims.user_id, claims.sid, claims.jti)
         return
-    try:
-        await sessions.logout(request, token, None)  # the session, and its events
-    except TokenInvalid:
-        pass  # already ended
+    if claims.jkt is not None and not await store.refresh_is_current(
+        claims.user_id, claims.sid, claims.jti
+    ):
+        return
+    await sessions.end_session(request, claims, "logout")  # False: already ended
 
 
 @router.post(
@@ -330,18 +357,10 @@ async def revoke(request: HttpRequest) -> HttpResponse:
 # --- metadata ---------------------------------------------------------------------------
 
 
-def _base(request: HttpRequest, issuer: str | None) -> str:
-    """Scheme and host of the absolute URLs: the issuer's when it is an http(s) URL."""
-    if issuer:
-        parts = urlsplit(issuer)
-        if parts.scheme in {"http", "https"} and parts.netloc:
-            return f"{parts.scheme}://{parts.netloc}"
-    return f"{request.scheme}://{request.get_host()}"
-
-
-def metadata(request: HttpRequest) -> dict[str, Any]:
+def metadata(request: HttpRequest) -> tuple[dict[str, Any], bool]:
+    """The RFC 8414 document, and whether it depends on the request's Host."""
     cfg = conf.get()
-    base = _base(request, cfg.issuer)
+    base, by_host = origin.of(request, cfg.issuer)
     answer: dict[str, Any] = {
         "issuer": cfg.issuer or base,
         "jwks_uri": base + reverse("authapi:jwks"),
@@ -356,7 +375,7 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
     }
     if cfg.dpop != "off":  # RFC 9449 §5.1: proofs of these algorithms are accepted
         answer["dpop_signing_alg_values_supported"] = list(dpop.ALGORITHMS)
-    return answer
+    return answer, by_host
 
 
 @router.get(
@@ -366,8 +385,14 @@ def metadata(request: HttpRequest) -> dict[str, Any]:
     summary="RFC 8414 metadata: issuer, JWKS, introspection and revocation endpoints",
 )
 async def server_metadata(request: HttpRequest) -> HttpResponse:
-    response = JsonResponse(metadata(request))
+    try:
+        answer, by_host = metadata(request)
+    except InvalidHost as exc:
+        return exc.response()
+    response = JsonResponse(answer)
     response["Cache-Control"] = f"public, max-age={conf.get().jwks_max_age}"
+    if by_host:  # a shared cache keeps one answer per Host
+        patch_vary_headers(response, ("Host",))
     return response
 
 

@@ -15,7 +15,18 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
-from authapi import accounts, conf, dpop, events, passwords, store, throttle, tokens, users
+from authapi import (
+    accounts,
+    conf,
+    dpop,
+    events,
+    passwords,
+    possession,
+    store,
+    throttle,
+    tokens,
+    users,
+)
 from authapi.client import client_ip, user_agent
 from authapi.errors import (
     AuthenticationFailed,
@@ -303,31 +314,63 @@ async def _prove_possession(request: HttpRequest, claims: tokens.Claims) -> None
     """A bound refresh token is spent only with a proof by its key; a refusal leaves it
     unspent (its owner can still refresh) and is a security event."""
     try:
-        proof = dpop.for_grant(request, required=True)
-        if proof is None or proof.jkt != claims.jkt:
-            raise DPoPGrantInvalid("The DPoP proof is signed by another key than the session's")
-        await _claim_proof(claims.user_id, proof)
+        await possession.prove_grant(request, claims)
     except DPoPInvalid as exc:
         await _refresh_failed(request, claims, "dpop_proof")
         raise exc
 
 
-async def logout(request: HttpRequest, token: str, access: tokens.Claims | None) -> None:
-    """Revoke the refresh token's session, and the access token when one came along."""
+async def logout(
+    request: HttpRequest, token: str, access_token: str | None = None, *, dpop_scheme: bool = False
+) -> None:
+    """Revoke the refresh token's session, and the access token when one came along
+    (``dpop_scheme``: as ``Authorization: DPoP``). A bound token of either acts only with
+    a proof by its key for this request: DPoPInvalid (401), and nothing is revoked."""
     claims = tokens.decode(token, "refresh")
-    if access is not None and access.sid != claims.sid:
-        await store.revoke_access(access.user_id, access.sid, access.jti)
-    if not await store.revoke_session(claims.user_id, claims.sid):
-        raise TokenInvalid("Token has been revoked")
-    await events.emit(
-        "session_revoked", request, user_id=claims.user_id, session_id=claims.sid, reason="logout"
+    access = _sent_access(access_token)
+    if access is not None and access.jkt is None and dpop_scheme:
+        access = None  # not bound, yet sent as DPoP: refused everywhere, so nothing to revoke
+    if access is not None and access.jkt is not None and not dpop_scheme:
+        raise DPoPInvalid("This token is DPoP-bound: send it as 'Authorization: DPoP' with a proof")
+    await possession.prove(
+        request, claims, access, access_token=access_token if dpop_scheme else None
     )
+    if access is not None and access.sid != claims.sid:
+        if await store.access_allowed(access.user_id, access.sid, access.jti):
+            await store.revoke_access(access.user_id, access.sid, access.jti)
+    if not await end_session(request, claims, "logout"):
+        raise TokenInvalid("Token has been revoked")
 
 
-async def verify(token: str) -> None:
-    """Raise TokenInvalid unless ``token`` (access or refresh) is valid and not revoked."""
+def _sent_access(token: str | None) -> tokens.Claims | None:
+    """The claims of an access token sent along with a logout; None for none or a bad one
+    (an expired or forged access token needs no revoking)."""
+    if not token:
+        return None
+    try:
+        return tokens.decode(token, "access")
+    except TokenInvalid:
+        return None
+
+
+async def end_session(request: HttpRequest | None, claims: tokens.Claims, reason: str) -> bool:
+    """End the session of refresh token ``claims``; False when it had ended already."""
+    if not await store.revoke_session(claims.user_id, claims.sid):
+        return False
+    await events.emit(
+        "session_revoked", request, user_id=claims.user_id, session_id=claims.sid, reason=reason
+    )
+    return True
+
+
+async def verify(request: HttpRequest, token: str) -> None:
+    """Raise TokenInvalid unless ``token`` (access or refresh) is valid and not revoked; a
+    bound token needs a proof by its key for this request (DPoPInvalid), checked first, so
+    a copy without the key learns nothing, not even whether it was revoked."""
     claims = tokens.decode(token, ("access", "refresh"))
-    if claims.token_type == "access":
+    access = claims.token_type == "access"
+    await possession.prove(request, claims, access_token=token if access else None)
+    if access:
         alive = await store.access_allowed(claims.user_id, claims.sid, claims.jti)
     else:
         alive = await store.refresh_is_current(claims.user_id, claims.sid, claims.jti)

@@ -235,7 +235,15 @@ async def test_a_bound_access_check_is_one_store_command(client, user, redis):
 async def test_logout_ends_a_bound_session(client, user):
     key = Key()
     pair = await bound_login(client, user, key)
-    out = await client.post("/api/auth/logout", json={"refresh": pair["refresh"]})
+    logout = f"{BASE}/api/auth/logout"
+    copy = await client.post("/api/auth/logout", json={"refresh": pair["refresh"]})
+    assert copy.status_code == 401  # without the key: refused (tests/test_dpop_doors.py)
+    assert copy.json()["code"] == "invalid_dpop_proof"
+    out = await client.post(
+        "/api/auth/logout",
+        json={"refresh": pair["refresh"]},
+        headers={"DPoP": key.proof("POST", logout)},
+    )
     assert out.status_code == 204
     gone = await client.get("/api/auth/me", headers=dpop_headers(key, pair["access"]))
     assert gone.status_code == 401

@@ -224,7 +224,8 @@ async def test_a_live_access_token_is_described(http, user):
         "jti": claims["jti"],
         "exp": claims["exp"],
         "iat": claims["iat"],
-        "token_type": "access",
+        "token_type": "Bearer",  # RFC 7662 2.2: the scheme it is used under
+        "authapi_token_kind": "access",
         "amr": ["pwd"],  # RFC 8176: how the user logged in
     }
     as_json = await http.post(
@@ -238,7 +239,8 @@ async def test_a_live_access_token_is_described(http, user):
 async def test_a_refresh_token_is_active_while_it_is_the_sessions_current_one(http, user):
     pair = await login_at(http, user)
     body = (await introspect(http, pair["refresh"])).json()
-    assert body["active"] is True and body["token_type"] == "refresh"
+    assert body["active"] is True and body["authapi_token_kind"] == "refresh"
+    assert body["token_type"] == "Bearer"
     nxt = (await http.post("/api/auth/refresh", json={"refresh": pair["refresh"]})).json()
     assert (await introspect(http, pair["refresh"])).json() == {"active": False}  # spent
     assert (await introspect(http, nxt["refresh"])).json()["active"] is True

@@ -446,7 +446,10 @@ async def test_a_dpop_bound_token_needs_its_proof_at_the_resource_service(
         refused = await http.get(orders, headers=refused_headers)
         assert refused.status_code == 401, refused.text
         assert "DPoP" in refused.headers["WWW-Authenticate"]
-    out = await http.post(f"{auth.url}/api/auth/logout", json={"refresh": pair["refresh"]})
+    logout = f"{auth.url}/api/auth/logout"
+    out = await http.post(
+        logout, json={"refresh": pair["refresh"]}, headers={"DPoP": key.proof("POST", logout)}
+    )  # a bound refresh token ends its session only with a proof by its key
     assert out.status_code == 204
     gone = await http.get(orders, headers=dpop(key))
     assert gone.status_code == 401
