@@ -1,5 +1,10 @@
 """Outgoing mail from the environment: ``EMAIL_URL`` (SMTP), else ``EMAIL_FILE_PATH``
-(Django's file backend: one file per connection in that folder), else the console."""
+(Django's file backend: one file per connection in that folder), else the console.
+
+Only the accounts (``AUTHAPI_ACCOUNTS=on``) send mail. With them off and nothing set, no
+backend is named: Django's default stands, and Django 6.1's deploy check ``mail.E001`` (a
+development backend in production) has nothing to refuse. With them on, the console
+default is refused by that check, as it should be: a deployment's users need their mail."""
 
 from __future__ import annotations
 
@@ -10,14 +15,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import django
 from django.core.exceptions import ImproperlyConfigured
 
+CONSOLE = "django.core.mail.backends.console.EmailBackend"
 _SCHEMES = {"smtp": (False, False), "smtp+tls": (True, False), "smtps": (False, True),
             "smtp+ssl": (False, True)}  # fmt: skip
 
 
-def settings(environ: Mapping[str, str]) -> dict[str, Any]:
+def settings(environ: Mapping[str, str], *, sends: bool = True) -> dict[str, Any]:
     """Django's mail settings; from Django 6.1 as ``MAILERS`` (its ``EMAIL_*`` settings
-    are deprecated there, and a deprecation warning is an error in our tests)."""
+    are deprecated there, and a deprecation warning is an error in our tests). ``sends``:
+    something mails users; without it and without a configured backend, none is named."""
     legacy = _legacy(environ)
+    if not sends and legacy["EMAIL_BACKEND"] == CONSOLE:
+        del legacy["EMAIL_BACKEND"]
+        return legacy
     if django.VERSION < (6, 1):
         return legacy
     return {key: legacy[key] for key in ("DEFAULT_FROM_EMAIL", "SERVER_EMAIL")} | {
@@ -50,7 +60,7 @@ def _legacy(environ: Mapping[str, str]) -> dict[str, Any]:
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": folder,
         }
-    return {**common, "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    return {**common, "EMAIL_BACKEND": CONSOLE}
 
 
 def _smtp(url: str) -> dict[str, Any]:

@@ -147,9 +147,6 @@ REDIS_URL = os.environ.get("REDIS_URL") or None
 AUTHAPI = conf.from_environ(os.environ)
 AUTHAPI.pop("DATA_DIR", None)
 
-# EMAIL_URL (SMTP) or EMAIL_FILE_PATH (a folder), else the console.
-globals().update(mail.settings(os.environ))
-
 # AUTHAPI_ACCOUNTS=on: django-allauth's headless app API at /_allauth/app/v1/ (project/urls.py).
 # Run `manage.py migrate` with it on too: allauth's tables are made then.
 ACCOUNTS = conf.parse("ACCOUNTS", AUTHAPI.get("ACCOUNTS"))
@@ -167,6 +164,10 @@ if ACCOUNTS:
     globals().update(
         accounts.settings(conf.parse("FRONTEND_URL", AUTHAPI.get("FRONTEND_URL")), https=HTTPS)
     )
+
+# EMAIL_URL (SMTP) or EMAIL_FILE_PATH (a folder), else the console; only the accounts send
+# mail, so with them off and neither set no backend is named (project/mail.py).
+globals().update(mail.settings(os.environ, sends=ACCOUNTS))
 
 # AUTHAPI_LOG_FORMAT=text|json: one handler for the app, Django and uvicorn (authapi/logs.py).
 from authapi.logs import logging_config  # noqa: E402
