@@ -54,8 +54,9 @@ def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
         "MFA_SUPPORTED_TYPES": ["totp", "recovery_codes", "webauthn"],
         "MFA_PASSKEY_LOGIN_ENABLED": True,
         "MFA_TOTP_ISSUER": "authapi",
-        # WebAuthn over plain http: a browser allows it on localhost only.
-        "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN": not https,
+        # Not MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN: fido2 accepts http://localhost already (the
+        # one plain-http origin a browser allows WebAuthn on), and the setting would skip
+        # the origin check of every assertion (any origin, https://evil.example too).
         "SOCIALACCOUNT_PROVIDERS": {"openid_connect": {"OAUTH_PKCE_ENABLED": True}},
         "SOCIALACCOUNT_EMAIL_AUTHENTICATION": False,
     }
