@@ -20,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import test_browser
 from tests.accounts_server import PASSWORD, AccountsServer, meta
@@ -176,6 +180,39 @@ def signup(server: AccountsServer, email: str) -> dict[str, Any]:
     return meta(done)
 
 
+def forged(stored: dict[str, Any], challenge: str, origin: str, rp_id: str) -> dict[str, Any]:
+    """An assertion signed with the passkey's own private key (read from the virtual
+    authenticator), saying what an attacker's client chooses: ``origin``, ``rp_id``."""
+    key = serialization.load_der_private_key(base64.b64decode(stored["privateKey"]), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    client_data = json.dumps(
+        {"type": "webauthn.get", "challenge": challenge, "origin": origin, "crossOrigin": False}
+    ).encode()
+    flags = 0x01 | 0x04  # user present, user verified
+    auth_data = (
+        hashlib.sha256(rp_id.encode()).digest()
+        + bytes([flags])
+        + struct.pack(">I", stored["signCount"] + 1)
+    )
+    signature = key.sign(
+        auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+    )
+    credential_id = b64url(base64.b64decode(stored["credentialId"]))
+    return {
+        "id": credential_id,
+        "rawId": credential_id,
+        "type": "public-key",
+        "authenticatorAttachment": "platform",
+        "response": {
+            "clientDataJSON": b64url(client_data),
+            "authenticatorData": b64url(auth_data),
+            "signature": b64url(signature),
+            "userHandle": b64url(base64.b64decode(stored["userHandle"])),
+        },
+        "clientExtensionResults": {},
+    }
+
+
 @pytest.fixture(scope="module")
 def server():
     with AccountsServer() as live:
@@ -297,5 +334,131 @@ async def test_register_a_passkey_then_sign_in_with_it_alone(passkeys, server, s
         fresh = httpx.post(f"{server.url}/api/auth/refresh", json={"refresh": refresh})
         assert fresh.status_code == 200, fresh.text
         assert amr(fresh.json()["access"]) == ["hwk"]  # kept across refreshes
+
+    assert tab.foreign == [] and tab.errors == []
+
+
+async def test_password_alone_is_refused_and_the_passkey_completes_the_second_factor(
+    passkeys, server, shots
+):
+    email = "paul@example.com"
+    async with asyncio.timeout(TEST_SECONDS):
+        tab = await passkeys()
+        tokens = await registered(tab, server, email)
+        before = session_ids(server, tokens["access_token"])
+
+        # Our own door: the right password of an account with a passkey is not enough.
+        ours = httpx.post(
+            f"{server.url}/api/auth/login", json={"username": email, "password": PASSWORD}
+        )
+        assert ours.status_code == 401, ours.text
+        assert ours.json()["code"] == "mfa_required"
+        assert "access" not in ours.json() and "refresh" not in ours.json()
+        assert session_ids(server, tokens["access_token"]) == before
+
+        # allauth's door: a flow pending its second factor, no tokens.
+        pending = httpx.post(
+            f"{server.api}/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        assert pending.status_code == 401, pending.text
+        stage = meta(pending)
+        assert "access_token" not in stage and "refresh_token" not in stage
+        flows = {f["id"]: f for f in pending.json()["data"]["flows"]}
+        assert flows["mfa_authenticate"].get("is_pending") is True
+        assert "webauthn" in flows["mfa_authenticate"]["types"]
+        session = stage["session_token"]
+        # The pending flow's handle is no access token anywhere.
+        me = httpx.get(f"{server.url}/api/auth/me", headers=bearer(session))
+        assert me.status_code == 401
+        assert session_ids(server, tokens["access_token"]) == before
+
+        done = await tab.run("secondFactor", session)
+        assert (done["step"], done["status"]) == ("posted", 200), done
+        await shots(tab.page, "second-factor-done")
+        access = done["body"]["meta"]["access_token"]
+        assert amr(access) == ["pwd", "hwk", "mfa"]
+        me = httpx.get(f"{server.url}/api/auth/me", headers=bearer(access))
+        assert me.status_code == 200 and me.json()["email"] == email
+        assert len(session_ids(server, access) - before) == 1
+
+    assert tab.foreign == [] and tab.errors == []
+
+
+async def test_a_replayed_passkey_assertion_is_refused_and_makes_no_session(
+    passkeys, server, shots
+):
+    email = "rita@example.com"
+    async with asyncio.timeout(TEST_SECONDS):
+        tab = await passkeys()
+        tokens = await registered(tab, server, email)
+        login = await tab.run("passkeyLogin")
+        assert login["status"] == 200, login
+        captured, spent_flow = login["credential"], login["session"]
+        before = session_ids(server, tokens["access_token"])
+
+        # The same assertion again, on the flow it answered: its challenge is spent.
+        again = await tab.run(
+            "call", "POST", "/auth/webauthn/login",
+            {"session": spent_flow, "body": {"credential": captured}},
+        )  # fmt: skip
+        assert again["status"] >= 400, again
+        assert "access_token" not in (again["body"].get("meta") or {})
+
+        # The same assertion answering a new flow's challenge (someone who copied it).
+        fresh = await tab.run("call", "GET", "/auth/webauthn/login")
+        assert fresh["status"] == 200, fresh
+        replay = await tab.run(
+            "call", "POST", "/auth/webauthn/login",
+            {"session": fresh["body"]["meta"]["session_token"], "body": {"credential": captured}},
+        )  # fmt: skip
+        assert replay["status"] == 400, replay
+        assert "access_token" not in (replay["body"].get("meta") or {})
+        assert replay["body"]["errors"][0]["param"] == "credential", replay
+        await shots(tab.page, "replays-refused")
+
+        assert session_ids(server, tokens["access_token"]) == before
+        # The authenticator itself still signs in: the refusals cost the user nothing.
+        assert (await tab.run("passkeyLogin"))["status"] == 200
+
+    assert tab.foreign == [] and tab.errors == []
+
+
+async def test_an_assertion_for_another_origin_or_rp_is_refused(passkeys, server):
+    """Signed by the user's own passkey over a fresh challenge, so only what it claims
+    differs; the same forgery for the right origin and RP ID signs in (the control)."""
+    email = "otto@example.com"
+    async with asyncio.timeout(TEST_SECONDS):
+        tab = await passkeys()
+        tokens = await registered(tab, server, email)
+        (stored,) = await tab.credentials()
+        before = session_ids(server, tokens["access_token"])
+
+        def attempt(origin: str, rp_id: str) -> httpx.Response:
+            # The Host the browser sends: allauth takes the RP ID from it.
+            host = {"Host": tab.origin.split("://", 1)[1]}
+            with httpx.Client(base_url=server.api, headers=host) as client:
+                options = client.get("/auth/webauthn/login")
+                assert options.status_code == 200, options.text
+                challenge = options.json()["data"]["request_options"]["publicKey"]["challenge"]
+                return client.post(
+                    "/auth/webauthn/login",
+                    json={"credential": forged(stored, challenge, origin, rp_id)},
+                    headers={"X-Session-Token": meta(options)["session_token"]},
+                )
+
+        for origin, rp_id in [
+            ("https://evil.example", "localhost"),
+            ("http://evil.example", "localhost"),
+            (tab.origin, "evil.example"),
+            ("https://evil.example", "evil.example"),
+        ]:
+            refused = attempt(origin, rp_id)
+            assert refused.status_code == 400, (origin, rp_id, refused.text)
+            assert "access_token" not in meta(refused)
+        assert session_ids(server, tokens["access_token"]) == before
+
+        control = attempt(tab.origin, "localhost")
+        assert control.status_code == 200, control.text
+        assert amr(meta(control)["access_token"]) == ["hwk"]
 
     assert tab.foreign == [] and tab.errors == []
