@@ -204,3 +204,87 @@ def test_password_reset_ends_every_session_at_both_doors(server):
     assert httpx.get(check, headers={"X-Password-Reset-Key": key}).status_code == 400
     assert_refused_json(our_login(server, email, PASSWORD + "-third"), 401, "no_active_account")
     assert_alive(server, logged_in(our_login(server, email, NEW_PASSWORD)))
+
+
+# --- 2. password change through allauth -------------------------------------------------
+
+
+def test_password_change_ends_every_session_the_flows_own_too(server):
+    email = "change@example.com"
+    verified = signup(server, email)
+    other = logged_in(allauth_login(server, email))
+    ours = logged_in(our_login(server, email))
+    flow = logged_in(allauth_login(server, email))
+    url = f"{server.api}/account/password/change"
+
+    wrong = httpx.post(
+        url,
+        json={"current_password": PASSWORD + "-not", "new_password": NEW_PASSWORD},
+        headers=bearer(flow[0]),
+    )
+    assert wrong.status_code == 400, wrong.text
+    for pair in (verified, other, ours, flow):  # a refused change ends nothing
+        assert_alive(server, pair)
+
+    changed = httpx.post(
+        url,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(flow[0]),
+    )
+    assert changed.status_code == 200, changed.text
+    # allauth cycled the flow's Django session key: it hands out the new key, no new pair
+    handle = meta(changed)["session_token"]
+    assert "access_token" not in meta(changed) and "refresh_token" not in meta(changed)
+
+    # API.md: a changed password ends every session of the user, the flow's own included
+    for pair in (verified, other, ours, flow):
+        assert_dead(server, pair)
+    session = f"{server.api}/auth/session"
+    assert httpx.get(session, headers=bearer(flow[0])).status_code == 401
+    # the cycled key is still bound to the ended session: it opens nothing, and is gone
+    for _ in range(2):
+        assert httpx.get(session, headers={"X-Session-Token": handle}).status_code == 410
+    rows = "from django.contrib.sessions.models import Session as S; print(S.objects.filter"
+    out = server.shell(f"{rows}(session_key={handle!r}).count())")
+    assert out.strip().splitlines()[-1] == "0"
+
+    assert_refused_json(our_login(server, email), 401, "no_active_account")
+    assert allauth_login(server, email).status_code == 400
+    fresh = logged_in(allauth_login(server, email, NEW_PASSWORD))
+    assert httpx.get(session, headers=bearer(fresh[0])).status_code == 200
+    assert [s["current"] for s in sessions(server, fresh[0])] == [True]
+    assert_alive(server, logged_in(our_login(server, email, NEW_PASSWORD)))
+
+
+# --- 4. our login takes the address of a signed-up account ------------------------------
+
+
+def test_our_login_takes_the_address_of_a_signed_up_account_in_any_case(server):
+    email = "case.user@example.com"
+    signup(server, email)
+    access, _ = logged_in(our_login(server, email))
+    profile = me(server, access).json()
+    assert profile["email"] == email
+    assert profile["username"] != email  # signup generated one: the address is no username
+
+    # The address is matched as allauth matches it, whatever its case, at both doors.
+    upper, _ = logged_in(our_login(server, email.upper()))
+    assert me(server, upper).json()["id"] == profile["id"]
+    assert amr(upper) == ["pwd"]
+    theirs, _ = logged_in(allauth_login(server, email.upper()))
+    assert me(server, theirs).json()["id"] == profile["id"]
+    assert logged_in(our_login(server, profile["username"]))  # the generated name too
+
+    for name in (email, email.upper()):  # refusals: a clean 401 JSON, never a 500
+        assert_refused_json(our_login(server, name, PASSWORD + "-not"), 401, "no_active_account")
+    assert_refused_json(our_login(server, "nobody@example.com"), 401, "no_active_account")
+    assert_refused_json(our_login(server, "CASE.USER@EXAMPLE.ORG"), 401, "no_active_account")
+
+
+def test_our_login_refuses_an_address_not_yet_verified(server):
+    email = "unverified@example.com"
+    pending = httpx.post(f"{server.api}/auth/signup", json={"email": email, "password": PASSWORD})
+    assert pending.status_code == 401, pending.text
+    server.wait_for_mail(email)
+    assert_refused_json(our_login(server, email), 401, "email_not_verified")
+    assert_refused_json(our_login(server, email, PASSWORD + "-not"), 401, "no_active_account")
