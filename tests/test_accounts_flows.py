@@ -20,7 +20,9 @@ import time
 import httpx
 import pyotp
 import pytest
+import redis
 
+from authapi.keyspace import session_key
 from tests.accounts_server import PASSWORD, AccountsServer, meta
 from tests.redis_server import RedisServer
 
@@ -288,3 +290,118 @@ def test_our_login_refuses_an_address_not_yet_verified(server):
     server.wait_for_mail(email)
     assert_refused_json(our_login(server, email), 401, "email_not_verified")
     assert_refused_json(our_login(server, email, PASSWORD + "-not"), 401, "no_active_account")
+
+
+# --- 3. amr -----------------------------------------------------------------------------
+
+
+def introspect(server, token, auth=CLIENT):
+    return httpx.post(f"{server.url}/api/auth/introspect", data={"token": token}, auth=auth)
+
+
+def second_factor(server, email, code):
+    """allauth's login of an account with TOTP: pending, then the code."""
+    pending = allauth_login(server, email)
+    assert pending.status_code == 401, pending.text
+    assert "access_token" not in meta(pending)
+    flows = {f["id"]: f for f in pending.json()["data"]["flows"]}
+    assert flows["mfa_authenticate"]["is_pending"], flows
+    return httpx.post(
+        f"{server.api}/auth/2fa/authenticate",
+        json={"code": code},
+        headers={"X-Session-Token": meta(pending)["session_token"]},
+    )
+
+
+def session_amr(server, token):
+    """The ``amr`` field the store keeps for the token's session (the next refresh's)."""
+    found = claims(token)
+    with redis.Redis.from_url(server.env["REDIS_URL"], decode_responses=True) as store:
+        return store.hget(session_key(found["user_id"], found["sid"]), "amr")
+
+
+def refreshed_at_both_doors(server, pair):
+    """The pair after a refresh at ours, then at allauth's: each access token's amr."""
+    ours = refresh_ours(server, pair[1])
+    assert ours.status_code == 200, ours.text
+    theirs = refresh_allauth(server, pair_of(ours)[1])
+    assert theirs.status_code == 200, theirs.text
+    return amr(pair_of(ours)[0]), amr(pair_of(theirs)[0]), pair_of(theirs)
+
+
+def test_amr_of_each_way_in_kept_across_refresh_and_raised_by_a_step_up(server):
+    email = "factors@example.com"
+    signup(server, email)
+    door = logged_in(our_login(server, email))
+    assert amr(door[0]) == ["pwd"]
+    *kept, door = refreshed_at_both_doors(server, door)
+    assert kept == [["pwd"], ["pwd"]]
+    flow = logged_in(allauth_login(server, email))
+    assert amr(flow[0]) == ["pwd"]
+    *kept, flow = refreshed_at_both_doors(server, flow)
+    assert kept == [["pwd"], ["pwd"]]
+
+    # Step-up by password: _step writes the session's records, password twice: still pwd.
+    app = httpx.Client(base_url=server.api, headers=bearer(flow[0]))
+    wrong = app.post("/auth/reauthenticate", json={"password": PASSWORD + "-not"})
+    assert wrong.status_code == 400, wrong.text
+    again = app.post("/auth/reauthenticate", json={"password": PASSWORD})
+    assert again.status_code == 200, again.text
+    assert "access_token" not in meta(again)  # a step-up is no new session
+    assert session_amr(server, flow[0]) == "pwd"
+    *kept, flow = refreshed_at_both_doors(server, flow)
+    assert kept == [["pwd"], ["pwd"]]
+
+    # TOTP, set up within this session; allauth makes recovery codes with it.
+    app.headers.update(bearer(flow[0]))
+    setup = app.get("/account/authenticators/totp")
+    assert setup.status_code == 404, setup.text
+    secret = meta(setup)["secret"]
+    bad = app.post("/account/authenticators/totp", json={"code": "not-a-code"})
+    assert bad.status_code == 400, bad.text
+    on = app.post("/account/authenticators/totp", json={"code": totp_code(secret)})
+    assert on.status_code == 200, on.text
+    listed = app.get("/account/authenticators/recovery-codes")
+    assert listed.status_code == 200, listed.text
+    codes = listed.json()["data"]["unused_codes"]
+    assert len(codes) >= 3
+    assert_refused_json(our_login(server, email), 401, "mfa_required")  # password alone
+
+    # Step-up by a second factor within the session: the access token in hand is as it
+    # was; the next refresh, at either door, carries what _step wrote: "pwd otp mfa".
+    step = app.post("/auth/2fa/reauthenticate", json={"code": codes[0]})
+    assert step.status_code == 200, step.text
+    assert session_amr(server, flow[0]) == "pwd otp mfa"
+    assert session_amr(server, door[0]) == "pwd"
+    assert amr(flow[0]) == ["pwd"]
+    mfa = ["pwd", "otp", "mfa"]
+    *raised, flow = refreshed_at_both_doors(server, flow)
+    assert raised == [mfa, mfa]
+    assert refreshed_at_both_doors(server, door)[:2] == (["pwd"], ["pwd"])  # not another
+    described = introspect(server, flow[0])
+    assert described.status_code == 200, described.text
+    assert described.json()["active"] is True and described.json()["amr"] == mfa
+    app.close()
+
+    # Logins with the second factor: TOTP, a recovery code; each code works once.
+    right = totp_code(secret)
+    wrong = second_factor(server, email, f"{(int(right) + 1) % 10**6:06d}")
+    assert wrong.status_code == 400 and "access_token" not in meta(wrong), wrong.text
+    totp = logged_in(second_factor(server, email, totp_code(secret)))
+    assert amr(totp[0]) == mfa
+    assert refreshed_at_both_doors(server, totp)[:2] == (mfa, mfa)
+    spent = second_factor(server, email, codes[0])  # used by the step-up
+    assert spent.status_code == 400 and "access_token" not in meta(spent), spent.text
+    recovery = logged_in(second_factor(server, email, codes[1]))
+    assert amr(recovery[0]) == mfa
+    *kept, recovery = refreshed_at_both_doors(server, recovery)
+    assert kept == [mfa, mfa]
+
+    described = introspect(server, recovery[0]).json()
+    assert described["active"] is True and described["amr"] == mfa
+    assert described["sid"] == claims(recovery[0])["sid"]
+    refused = introspect(server, recovery[0], auth=(CLIENT[0], "wrong"))
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+    out = httpx.delete(f"{server.api}/auth/session", headers=bearer(recovery[0]))
+    assert out.status_code == 401, out.text  # allauth's logout: no longer authenticated
+    assert introspect(server, recovery[0]).json() == {"active": False}
