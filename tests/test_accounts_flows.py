@@ -384,10 +384,13 @@ def test_amr_of_each_way_in_kept_across_refresh_and_raised_by_a_step_up(server):
     app.close()
 
     # Logins with the second factor: TOTP, a recovery code; each code works once.
+    count = len(sessions(server, flow[0]))
     right = totp_code(secret)
     wrong = second_factor(server, email, f"{(int(right) + 1) % 10**6:06d}")
     assert wrong.status_code == 400 and "access_token" not in meta(wrong), wrong.text
+    assert len(sessions(server, flow[0])) == count  # a pending stage mints nothing
     totp = logged_in(second_factor(server, email, totp_code(secret)))
+    assert len(sessions(server, flow[0])) == count + 1  # the last stage mints one
     assert amr(totp[0]) == mfa
     assert refreshed_at_both_doors(server, totp)[:2] == (mfa, mfa)
     spent = second_factor(server, email, codes[0])  # used by the step-up
@@ -405,3 +408,93 @@ def test_amr_of_each_way_in_kept_across_refresh_and_raised_by_a_step_up(server):
     out = httpx.delete(f"{server.api}/auth/session", headers=bearer(recovery[0]))
     assert out.status_code == 401, out.text  # allauth's logout: no longer authenticated
     assert introspect(server, recovery[0]).json() == {"active": False}
+
+
+# --- 5. allauth's logins are sessions of ours -------------------------------------------
+
+
+def sid(pair):
+    return claims(pair[0])["sid"]
+
+
+def test_an_allauth_login_is_one_session_listed_with_its_user_agent(server):
+    email = "listed@example.com"
+    verified = signup(server, email)
+    assert [s["id"] for s in sessions(server, verified[0])] == [sid(verified)]
+    agent = "flows-suite/1.0 (allauth login)"
+    mine = logged_in(allauth_login(server, email, headers={"User-Agent": agent}))
+    listed = {s["id"]: s for s in sessions(server, mine[0])}
+    assert set(listed) == {sid(verified), sid(mine)}  # one login, exactly one session
+    assert listed[sid(mine)]["current"] is True
+    assert listed[sid(mine)]["user_agent"] == agent
+    assert listed[sid(mine)]["ip"] == "127.0.0.1"
+    assert listed[sid(verified)]["current"] is False
+    assert listed[sid(verified)]["user_agent"].startswith("python-httpx/")
+
+    ours = logged_in(our_login(server, email, headers={"User-Agent": "flows-suite/2.0"}))
+    listed = {s["id"]: s for s in sessions(server, ours[0])}
+    assert set(listed) == {sid(verified), sid(mine), sid(ours)}
+    assert listed[sid(ours)]["user_agent"] == "flows-suite/2.0"
+    assert listed[sid(mine)]["user_agent"] == agent
+
+
+def test_the_session_cap_applies_to_allauth_logins(tight):
+    email = "capped@example.com"
+    verified = signup(tight, email)
+    answer = allauth_login(tight, email)
+    first, handle = logged_in(answer), meta(answer)["session_token"]
+    assert {s["id"] for s in sessions(tight, first[0])} == {sid(verified), sid(first)}
+    session = f"{tight.api}/auth/session"
+    assert httpx.get(session, headers={"X-Session-Token": handle}).status_code == 200
+
+    second = logged_in(allauth_login(tight, email))  # past the cap: the oldest ends
+    assert_dead(tight, verified)
+    assert {s["id"] for s in sessions(tight, second[0])} == {sid(first), sid(second)}
+    third = logged_in(allauth_login(tight, email))
+    assert_dead(tight, first)
+    assert httpx.get(session, headers={"X-Session-Token": handle}).status_code == 410
+    assert {s["id"] for s in sessions(tight, third[0])} == {sid(second), sid(third)}
+    for pair in (second, third):
+        assert_alive(tight, pair)
+
+    ours = logged_in(our_login(tight, email))  # both doors count against one cap
+    assert_dead(tight, second)
+    assert {s["id"] for s in sessions(tight, ours[0])} == {sid(third), sid(ours)}
+    assert_alive(tight, third)
+
+
+# --- 6. one login throttle for both doors -----------------------------------------------
+
+
+def assert_throttled(answer):
+    assert_refused_json(answer, 429, "throttled")
+    assert int(answer.headers["retry-after"]) > 0
+    assert "access" not in answer.json()
+
+
+def test_failed_passwords_at_allauth_count_toward_our_throttle(tight):
+    email = "guessed@example.com"
+    signup(tight, email)
+    # AUTHAPI_LOGIN_RATE=3/min per (address, username), the username in any case
+    for variant in (email, email.upper(), "Guessed@Example.COM"):
+        wrong = allauth_login(tight, variant, PASSWORD + "-guess")
+        assert wrong.status_code == 400 and "access_token" not in meta(wrong), wrong.text
+    assert_throttled(our_login(tight, email))  # the right password: refused all the same
+    assert_throttled(our_login(tight, email.upper()))
+    theirs = allauth_login(tight, email)  # and at allauth's door
+    assert theirs.status_code == 400 and "access_token" not in meta(theirs), theirs.text
+
+    bystander = "bystander@example.com"  # another username from the same address
+    signup(tight, bystander)
+    assert_alive(tight, logged_in(our_login(tight, bystander)))
+    assert_alive(tight, logged_in(allauth_login(tight, bystander)))
+
+
+def test_failed_passwords_at_our_door_lock_allauth_login_too(tight):
+    email = "door@example.com"
+    signup(tight, email)
+    for _ in range(3):
+        assert_refused_json(our_login(tight, email, PASSWORD + "-guess"), 401, "no_active_account")
+    assert_throttled(our_login(tight, email))
+    theirs = allauth_login(tight, email)  # allauth's own allowance is untouched for it
+    assert theirs.status_code == 400 and "access_token" not in meta(theirs), theirs.text
