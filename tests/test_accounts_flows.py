@@ -437,6 +437,18 @@ def test_an_allauth_login_is_one_session_listed_with_its_user_agent(server):
     assert listed[sid(ours)]["user_agent"] == "flows-suite/2.0"
     assert listed[sid(mine)]["user_agent"] == agent
 
+    # A refresh records its client, at allauth's door as at ours.
+    url = f"{server.api}/tokens/refresh"
+    moved = httpx.post(url, json={"refresh_token": mine[1]}, headers={"User-Agent": "moved/3"})
+    assert moved.status_code == 200, moved.text
+    listed = {s["id"]: s for s in sessions(server, ours[0])}
+    assert listed[sid(mine)]["user_agent"] == "moved/3"
+    assert listed[sid(verified)]["user_agent"].startswith("python-httpx/")
+    back = refresh_ours(server, pair_of(moved)[1])
+    assert back.status_code == 200, back.text
+    listed = {s["id"]: s for s in sessions(server, ours[0])}
+    assert listed[sid(mine)]["user_agent"].startswith("python-httpx/")
+
 
 def test_the_session_cap_applies_to_allauth_logins(tight):
     email = "capped@example.com"
@@ -498,3 +510,17 @@ def test_failed_passwords_at_our_door_lock_allauth_login_too(tight):
     assert_throttled(our_login(tight, email))
     theirs = allauth_login(tight, email)  # allauth's own allowance is untouched for it
     assert theirs.status_code == 400 and "access_token" not in meta(theirs), theirs.text
+
+
+def test_failed_passwords_at_allauth_reauthentication_count_too(tight):
+    email = "stepper@example.com"
+    signup(tight, email)
+    access, _ = logged_in(allauth_login(tight, email))
+    url = f"{tight.api}/auth/reauthenticate"
+    for _ in range(3):
+        wrong = httpx.post(url, json={"password": PASSWORD + "-guess"}, headers=bearer(access))
+        assert wrong.status_code == 400, wrong.text
+    assert_throttled(our_login(tight, email))
+    right = httpx.post(url, json={"password": PASSWORD}, headers=bearer(access))
+    assert right.status_code == 400, right.text  # the right one too, while throttled
+    assert me(tight, access).status_code == 200  # live sessions are untouched
