@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 
 import httpx
@@ -38,6 +39,7 @@ def _serve(env: dict[str, str]):
             yield live
     finally:
         store.stop()
+        shutil.rmtree(store.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -421,6 +423,7 @@ def test_an_allauth_login_is_one_session_listed_with_its_user_agent(server):
     email = "listed@example.com"
     verified = signup(server, email)
     assert [s["id"] for s in sessions(server, verified[0])] == [sid(verified)]
+    assert amr(verified[0]) == ["pwd"]  # verification records no step: signup's password
     agent = "flows-suite/1.0 (allauth login)"
     mine = logged_in(allauth_login(server, email, headers={"User-Agent": agent}))
     listed = {s["id"]: s for s in sessions(server, mine[0])}
