@@ -58,4 +58,6 @@ def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
         "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN": not https,
         "SOCIALACCOUNT_PROVIDERS": {"openid_connect": {"OAUTH_PKCE_ENABLED": True}},
         "SOCIALACCOUNT_EMAIL_AUTHENTICATION": False,
+        # a malformed id_token: allauth's 400 invalid_token, not a 500 (authapi.allauth.social)
+        "SOCIALACCOUNT_ADAPTER": "authapi.allauth.social.SocialAccountAdapter",
     }

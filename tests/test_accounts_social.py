@@ -9,13 +9,18 @@ the settings), inside the demo's Django.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import re
 import time
 
 import httpx
+import jwt
 import pyotp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.accounts_server import PASSWORD, AccountsServer, meta
 from tests.oidc_provider import OIDCProvider, new_key
@@ -182,6 +187,23 @@ def test_second_login_with_the_same_sub_is_the_same_user(server, idp):
     assert "carol@new.example" not in found["users"]
 
 
+def hs256(idp, claims):
+    """An HS256 token whose HMAC secret is the provider's public key (PEM): the key
+    confusion attack. Made by hand: PyJWT refuses to sign with a PEM as an HMAC secret."""
+    pem = idp.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": idp.kid}
+    now = int(time.time())
+    body = {"iss": idp.issuer, "iat": now, "exp": now + 300, **claims}
+    signing_input = b".".join(_b64(json.dumps(part).encode()) for part in (header, body))
+    return (signing_input + b"." + _b64(hmac.digest(pem, signing_input, "sha256"))).decode()
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 def bad_token(idp, fault, sub):
     """An id_token for ``sub`` with one fault, all else right."""
     claims = claims_for(sub)
@@ -200,6 +222,19 @@ def bad_token(idp, fault, sub):
         return idp.id_token(**claims, iat=now - 3600, exp=now - 600)
     if fault == "alg_none":
         return idp.id_token(algorithm="none", **claims)
+    if fault == "alg_none_no_kid":
+        return idp.id_token(algorithm="none", headers={"kid": None}, **claims)
+    if fault == "hs256_with_the_public_key":
+        return hs256(idp, claims)
+    if fault == "es256_under_the_rsa_kid":  # allauth decodes with the header's alg
+        return jwt.encode(
+            {"iss": idp.issuer, "iat": int(time.time()), "exp": int(time.time()) + 300, **claims},
+            ec.generate_private_key(ec.SECP256R1()),
+            algorithm="ES256",
+            headers={"kid": idp.kid},
+        )
+    if fault == "no_sub":
+        return idp.id_token(**{**claims, "sub": None})
     if fault == "not_a_jwt":
         return "not-a-jwt"
     raise AssertionError(fault)
@@ -213,6 +248,10 @@ FAULTS = [
     "wrong_iss",
     "expired",
     "alg_none",
+    "alg_none_no_kid",
+    "hs256_with_the_public_key",
+    "es256_under_the_rsa_kid",
+    "no_sub",
     "not_a_jwt",
 ]
 
