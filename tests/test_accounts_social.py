@@ -415,3 +415,14 @@ def test_unverified_provider_address_gets_no_tokens(server, idp):
     assert "access_token" not in meta(answer)
     flows = {flow["id"]: flow for flow in answer.json()["data"]["flows"]}
     assert flows["verify_email"].get("is_pending") is True, flows
+
+
+def test_replayed_id_token_with_a_jti_is_refused(server, idp):
+    """allauth keeps a jti it accepted until the token's exp (in Django's cache: per
+    process, as the demo's cache is): the same id_token again gets nothing."""
+    token = idp.id_token(**claims_for("grace-sub"), jti="grace-token-1")
+    first = social_login(server, token)
+    assert first.status_code == 200, first.text
+    before = session_ids(server, meta(first)["access_token"])
+    assert_refused(social_login(server, token))
+    assert session_ids(server, meta(first)["access_token"]) == before
