@@ -59,4 +59,6 @@ def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
         # the origin check of every assertion (any origin, https://evil.example too).
         "SOCIALACCOUNT_PROVIDERS": {"openid_connect": {"OAUTH_PKCE_ENABLED": True}},
         "SOCIALACCOUNT_EMAIL_AUTHENTICATION": False,
+        # a malformed id_token: allauth's 400 invalid_token, not a 500 (authapi.allauth.social)
+        "SOCIALACCOUNT_ADAPTER": "authapi.allauth.social.SocialAccountAdapter",
     }
