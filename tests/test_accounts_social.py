@@ -235,6 +235,10 @@ def bad_token(idp, fault, sub):
         )
     if fault == "no_sub":
         return idp.id_token(**{**claims, "sub": None})
+    if fault in {"no_exp", "no_iat"}:  # allauth checks exp only where there is one
+        return idp.id_token(**claims, **{fault[3:]: None})
+    if fault == "no_kid":  # a good signature, yet no key named
+        return idp.id_token(headers={"kid": None}, **claims)
     if fault == "not_a_jwt":
         return "not-a-jwt"
     raise AssertionError(fault)
@@ -252,6 +256,9 @@ FAULTS = [
     "hs256_with_the_public_key",
     "es256_under_the_rsa_kid",
     "no_sub",
+    "no_exp",
+    "no_iat",
+    "no_kid",
     "not_a_jwt",
 ]
 
