@@ -1,8 +1,11 @@
 """The demo project with ``AUTHAPI_ACCOUNTS=on``, served live for the accounts tests.
 
 It runs as a real uvicorn process on its own new database (a SQLite file, or a database of
-the suite's PostgreSQL server on that leg), migrated with the accounts apps, against the
-suite's Redis; mails go to a folder (Django's file backend), read back by :meth:`mails`.
+the suite's PostgreSQL server on that leg), migrated with the accounts apps, against a
+valkey-server of its own (``server.store``) unless ``env`` names a ``REDIS_URL``: user ids
+start at 1 on every new database and our keys are per user id, so two servers on one
+Redis would see each other's sessions. Mails go to a folder (Django's file backend), read
+back by :meth:`mails`.
 Passwords are hashed with the project's real hasher: these are the flows a user walks.
 """
 
@@ -13,6 +16,7 @@ import email.policy
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from typing import Any, Self
 from urllib.parse import unquote
 
 from tests import conftest
+from tests.redis_server import RedisServer
 
 PASSWORD = "Walk-the-flow-42"
 FRONTEND = "http://app.example.test"
@@ -44,6 +49,7 @@ class AccountsServer:
         self.folder = Path(tempfile.mkdtemp(prefix="authapi-accounts-"))
         self.mail_dir = self.folder / "mail"
         self.mail_dir.mkdir()
+        self.store = None if "REDIS_URL" in (env or {}) else RedisServer()
         self.env = {
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "AUTHAPI_ACCOUNTS": "on",
@@ -51,6 +57,7 @@ class AccountsServer:
             "EMAIL_FILE_PATH": str(self.mail_dir),
             "DATABASE_URL": new_database(self.folder),
             "AUTHAPI_LOGIN_RATE_PER_IP": "0",
+            **({"REDIS_URL": self.store.url} if self.store is not None else {}),
             **(env or {}),
         }
         self.server = conftest.LiveServer(*args, "--ws", "none", env=self.env)
@@ -81,12 +88,26 @@ class AccountsServer:
         return self.manage("shell", "-c", code).stdout
 
     def __enter__(self) -> Self:
-        self.manage("migrate", "--verbosity", "0")
-        self.server.__enter__()
+        if self.store is not None:
+            self.store.start()
+        try:
+            self.manage("migrate", "--verbosity", "0")
+            self.server.__enter__()
+        except BaseException:
+            self._stop_store()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.__exit__()
+        try:
+            self.server.__exit__()
+        finally:
+            self._stop_store()
+
+    def _stop_store(self) -> None:
+        if self.store is not None:
+            self.store.stop()
+            shutil.rmtree(self.store.dir, ignore_errors=True)
 
     def mails(self) -> list[str]:
         """Every mail sent so far, oldest first (one file per connection, split)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import time
 
 import httpx
@@ -25,21 +24,14 @@ import redis
 
 from authapi.keyspace import session_key
 from tests.accounts_server import PASSWORD, AccountsServer, meta
-from tests.redis_server import RedisServer
 
 NEW_PASSWORD = PASSWORD + "-renewed"
 CLIENT = ("flows-rs", "flows-rs-secret")
 
 
 def _serve(env: dict[str, str]):
-    store = RedisServer()
-    store.start()
-    try:
-        with AccountsServer(env={"REDIS_URL": store.url, **env}) as live:
-            yield live
-    finally:
-        store.stop()
-        shutil.rmtree(store.dir, ignore_errors=True)
+    with AccountsServer(env=env) as live:  # each with a valkey-server of its own
+        yield live
 
 
 @pytest.fixture(scope="module")
