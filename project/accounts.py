@@ -54,6 +54,9 @@ def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
         "MFA_SUPPORTED_TYPES": ["totp", "recovery_codes", "webauthn"],
         "MFA_PASSKEY_LOGIN_ENABLED": True,
         "MFA_TOTP_ISSUER": "authapi",
+        # allauth marks a used TOTP code (and counts its rate limits) in the cache: one
+        # for every worker, or a code replayed at another worker is taken again
+        "CACHES": {"default": {"BACKEND": "authapi.cache.StoreCache"}},
         # WebAuthn over plain http: a browser allows it on localhost only.
         "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN": not https,
         "SOCIALACCOUNT_PROVIDERS": {"openid_connect": {"OAUTH_PKCE_ENABLED": True}},
