@@ -15,9 +15,11 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from itertools import count
 
 import httpx
+import jwt
 import pyotp
 import pytest
 
@@ -70,6 +72,34 @@ def account(server, what: str) -> tuple[str, dict]:
     """A verified account: its email and the tokens of the verify flow's session."""
     email = _email(what)
     return email, verify(server, email, signup(server, email))
+
+
+@pytest.fixture(scope="module")
+def member(server):
+    """A verified account whose sessions the cross-door tests attack, one family each."""
+    email, _ = account(server, "member")
+    return email
+
+
+def family_and_bystander(server, email: str) -> tuple[dict, str]:
+    """A session minted by allauth's login (its tokens), and the sid of another session of
+    the same user from our login, which no attack on the first may touch."""
+    answer = post(f"{server.api}/auth/login", {"email": email, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    other = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
+    assert other.status_code == 200, other.text
+    return meta(answer), other.json()["access"]
+
+
+def sid(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["sid"])
+
+
+def assert_only_family_ended(server, family: dict, bystander: str) -> None:
+    """The attacked family is gone from the user's sessions; the bystander lives on."""
+    assert me(server, bystander).status_code == 200
+    listed = {s["id"] for s in sessions(server, bystander)}
+    assert sid(bystander) in listed and sid(family["access_token"]) not in listed
 
 
 def totp_account(server, what: str) -> tuple[str, dict, str, set[str]]:
@@ -129,6 +159,16 @@ def sessions(server, access: str) -> list[dict]:
     assert answer.status_code == 200, answer.text
     listed: list[dict] = answer.json()
     return listed
+
+
+def made_since(server, access: str, since: float) -> list[dict]:
+    """The user's sessions created at or after ``since``: the suite's other accounts
+    servers share the store, and their user ids are ours too."""
+    return [
+        s
+        for s in sessions(server, access)
+        if datetime.fromisoformat(s["created_at"]).timestamp() >= since
+    ]
 
 
 def me(server, access: str) -> httpx.Response:
@@ -207,6 +247,46 @@ def test_a_totp_code_replayed_on_a_fresh_login_is_refused(server):
     assert me(server, winner["access_token"]).status_code == 200
 
 
+def test_a_totp_code_replayed_at_another_worker_is_refused(server):
+    """allauth marks a used code in Django's cache: the demo's is the store, one for every
+    worker (LocMemCache, Django's default, let a second worker take the code again)."""
+    with AccountsServer("--workers", "2") as workers:
+        email, tokens, secret, used = totp_account(workers, "totp-workers")
+        before = sessions(workers, tokens["access_token"])
+        flows = [mfa_pending(workers, email) for _ in range(6)]
+        code = fresh_code(secret, used, left=20)
+        answers = []
+        for flow in flows:  # a new connection each: the kernel spreads them over both
+            with httpx.Client(timeout=TIMEOUT) as fresh:
+                answers.append(
+                    fresh.post(
+                        f"{workers.api}/auth/2fa/authenticate",
+                        json={"code": code},
+                        headers={"X-Session-Token": flow},
+                    )
+                )
+        assert pyotp.TOTP(secret).now() == code, "the window rolled: the replays proved nothing"
+        assert [a.status_code for a in answers] == [200] + [400] * 5, [a.text for a in answers]
+        for replay in answers[1:]:
+            assert_code_refused(replay)
+        winner = meta(answers[0])
+        assert len(sessions(workers, winner["access_token"])) == len(before) + 1
+
+
+def test_clearing_the_cache_keeps_the_sessions(server, member):
+    """The cache shares the store's database: clear() deletes its own keys, no FLUSHDB."""
+    family, bystander = family_and_bystander(server, member)
+    out = server.shell(
+        "from django.core.cache import cache\n"
+        "cache.set('probe', 1, 60)\n"
+        "print(cache.get('probe'), cache.clear(), cache.get('probe'))"
+    )
+    assert out.strip().splitlines()[-1].split() == ["1", "True", "None"], out
+    assert me(server, family["access_token"]).status_code == 200
+    assert me(server, bystander).status_code == 200
+    assert our_refresh(server, family["refresh_token"]).status_code == 200
+
+
 def test_a_recovery_code_used_twice_is_refused(server):
     email, tokens, _, _ = totp_account(server, "recovery-replay")
     auth = bearer(tokens["access_token"])
@@ -244,6 +324,7 @@ def _handle_opens_nothing(server, handle: str) -> None:
 
 
 def test_a_signup_flow_handle_as_bearer_opens_nothing(server):
+    since = time.time()
     email = _email("signup-handle")
     handle = signup(server, email)
     _handle_opens_nothing(server, handle)
@@ -251,7 +332,8 @@ def test_a_signup_flow_handle_as_bearer_opens_nothing(server):
     state = get(f"{server.api}/auth/session", headers={"X-Session-Token": handle})
     assert state.status_code == 401 and _pending(state) == "verify_email", state.text
     tokens = verify(server, email, handle)
-    assert len(sessions(server, tokens["access_token"])) == 1
+    made = made_since(server, tokens["access_token"], since)
+    assert [s["id"] for s in made] == [sid(tokens["access_token"])]
 
 
 def test_an_mfa_flow_handle_as_bearer_opens_nothing(server):
@@ -268,6 +350,7 @@ def test_an_mfa_flow_handle_as_bearer_opens_nothing(server):
 
 
 def test_an_unverified_account_is_refused_at_our_login(server):
+    since = time.time()
     email = _email("unverified")
     handle = signup(server, email)
     refused = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
@@ -275,10 +358,11 @@ def test_an_unverified_account_is_refused_at_our_login(server):
     assert "access" not in refused.json()
     # following the link makes the account's first and only session
     tokens = verify(server, email, handle)
-    assert len(sessions(server, tokens["access_token"])) == 1
+    made = made_since(server, tokens["access_token"], since)
+    assert [s["id"] for s in made] == [sid(tokens["access_token"])]
     ok = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
     assert ok.status_code == 200, ok.text
-    assert len(sessions(server, ok.json()["access"])) == 2
+    assert len(made_since(server, ok.json()["access"], since)) == 2
 
 
 def test_a_totp_account_with_its_password_alone_is_refused_at_our_login(server):
@@ -288,7 +372,7 @@ def test_a_totp_account_with_its_password_alone_is_refused_at_our_login(server):
     assert_refused(refused, "mfa_required")
     assert "access" not in refused.json()
     assert sessions(server, tokens["access_token"]) == before
-    # a wrong password is still told apart from neither: no hint that it was right
+    # a wrong password is told apart from neither: no hint that it was right
     wrong = post(f"{server.url}/api/auth/login", {"username": email, "password": "nope-" * 3})
     assert_refused(wrong, "no_active_account")
 
@@ -296,11 +380,9 @@ def test_a_totp_account_with_its_password_alone_is_refused_at_our_login(server):
 # 4. A spent refresh token replayed at the other door
 
 
-def test_a_refresh_spent_at_our_door_replayed_at_allauths_ends_the_family(server):
-    email, tokens = account(server, "replay-at-allauth")
-    bystander = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
-    assert bystander.status_code == 200, bystander.text
-    spent = tokens["refresh_token"]
+def test_a_refresh_spent_at_our_door_replayed_at_allauths_ends_the_family(server, member):
+    family, bystander = family_and_bystander(server, member)
+    spent = family["refresh_token"]
     nxt = our_refresh(server, spent)
     assert nxt.status_code == 200, nxt.text
     successor = nxt.json()
@@ -308,17 +390,14 @@ def test_a_refresh_spent_at_our_door_replayed_at_allauths_ends_the_family(server
     assert_allauth_refused(allauth_refresh(server, spent))
     assert_refused(our_refresh(server, successor["refresh"]))
     assert_refused(me(server, successor["access"]))
-    assert_refused(me(server, tokens["access_token"]))
+    assert_refused(me(server, family["access_token"]))
     assert_not_authenticated(allauth_session(server, successor["access"]))
-    # the user's other session is not the family: it lives on
-    assert [s["current"] for s in sessions(server, bystander.json()["access"])] == [True]
+    assert_only_family_ended(server, family, bystander)
 
 
-def test_a_refresh_spent_at_allauths_door_replayed_at_ours_ends_the_family(server):
-    email, tokens = account(server, "replay-at-ours")
-    bystander = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
-    assert bystander.status_code == 200, bystander.text
-    spent = tokens["refresh_token"]
+def test_a_refresh_spent_at_allauths_door_replayed_at_ours_ends_the_family(server, member):
+    family, bystander = family_and_bystander(server, member)
+    spent = family["refresh_token"]
     nxt = allauth_refresh(server, spent)
     assert nxt.status_code == 200, nxt.text
     successor = nxt.json()["data"]
@@ -328,53 +407,47 @@ def test_a_refresh_spent_at_allauths_door_replayed_at_ours_ends_the_family(serve
     assert_allauth_refused(allauth_refresh(server, successor["refresh_token"]))
     assert_refused(me(server, successor["access_token"]))
     assert_not_authenticated(allauth_session(server, successor["access_token"]))
-    assert [s["current"] for s in sessions(server, bystander.json()["access"])] == [True]
+    assert_only_family_ended(server, family, bystander)
 
 
 # 5. Logout at one door, the tokens at the other
 
 
-def test_allauths_logout_ends_our_tokens(server):
-    email, tokens = account(server, "allauth-logout")
-    bystander = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
-    assert bystander.status_code == 200, bystander.text
+def test_allauths_logout_ends_our_tokens(server, member):
+    family, bystander = family_and_bystander(server, member)
     out = httpx.delete(
-        f"{server.api}/auth/session", headers=bearer(tokens["access_token"]), timeout=TIMEOUT
+        f"{server.api}/auth/session", headers=bearer(family["access_token"]), timeout=TIMEOUT
     )
     assert out.status_code == 401, out.text
     assert out.json()["meta"]["is_authenticated"] is False
 
-    assert_refused(me(server, tokens["access_token"]))
-    assert_refused(our_refresh(server, tokens["refresh_token"]))
-    assert_allauth_refused(allauth_refresh(server, tokens["refresh_token"]))
-    assert_not_authenticated(allauth_session(server, tokens["access_token"]))
-    assert [s["current"] for s in sessions(server, bystander.json()["access"])] == [True]
+    assert_refused(me(server, family["access_token"]))
+    assert_refused(our_refresh(server, family["refresh_token"]))
+    assert_allauth_refused(allauth_refresh(server, family["refresh_token"]))
+    assert_not_authenticated(allauth_session(server, family["access_token"]))
+    assert_only_family_ended(server, family, bystander)
 
 
-def test_our_logout_ends_allauths_view_of_the_session(server):
-    email, tokens = account(server, "our-logout")
-    bystander = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
-    assert bystander.status_code == 200, bystander.text
-    assert allauth_session(server, tokens["access_token"]).status_code == 200
-    out = post(f"{server.url}/api/auth/logout", {"refresh": tokens["refresh_token"]})
+def test_our_logout_ends_allauths_view_of_the_session(server, member):
+    family, bystander = family_and_bystander(server, member)
+    assert allauth_session(server, family["access_token"]).status_code == 200
+    out = post(f"{server.url}/api/auth/logout", {"refresh": family["refresh_token"]})
     assert out.status_code == 204, out.text
 
-    assert_not_authenticated(allauth_session(server, tokens["access_token"]))
-    assert_allauth_refused(allauth_refresh(server, tokens["refresh_token"]))
-    assert_refused(me(server, tokens["access_token"]))
-    handle = get(f"{server.api}/auth/session", headers={"X-Session-Token": tokens["session_token"]})
+    assert_not_authenticated(allauth_session(server, family["access_token"]))
+    assert_allauth_refused(allauth_refresh(server, family["refresh_token"]))
+    assert_refused(me(server, family["access_token"]))
+    handle = get(f"{server.api}/auth/session", headers={"X-Session-Token": family["session_token"]})
     assert handle.status_code in (401, 410), handle.text
-    assert [s["current"] for s in sessions(server, bystander.json()["access"])] == [True]
+    assert_only_family_ended(server, family, bystander)
 
 
 # 6. Racing refreshes across the doors
 
 
-def test_concurrent_refreshes_at_both_doors_exactly_one_wins(server):
-    email, tokens = account(server, "race")
-    bystander = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
-    assert bystander.status_code == 200, bystander.text
-    refresh = tokens["refresh_token"]
+def test_concurrent_refreshes_at_both_doors_exactly_one_wins(server, member):
+    family, bystander = family_and_bystander(server, member)
+    refresh = family["refresh_token"]
     doors = ["ours", "allauth"] * 4
     start = threading.Barrier(len(doors))
 
@@ -402,19 +475,15 @@ def test_concurrent_refreshes_at_both_doors_exactly_one_wins(server):
         else:
             assert_allauth_refused(answer)
     door, answer = won[0]
-    if door == "ours":
-        access, successor = answer.json()["access"], answer.json()["refresh"]
-    else:
-        access, successor = (
-            answer.json()["data"]["access_token"],
-            answer.json()["data"]["refresh_token"],
-        )
+    pair = answer.json() if door == "ours" else answer.json()["data"]
+    access = pair["access"] if door == "ours" else pair["access_token"]
+    successor = pair["refresh"] if door == "ours" else pair["refresh_token"]
     # the losers presented a spent token: reuse, so the family ends, the winner's pair too
     # (as tests/test_rotation.py asserts of one door)
     assert_refused(me(server, access))
     assert_refused(our_refresh(server, successor))
-    assert_refused(me(server, tokens["access_token"]))
-    assert [s["current"] for s in sessions(server, bystander.json()["access"])] == [True]
+    assert_refused(me(server, family["access_token"]))
+    assert_only_family_ended(server, family, bystander)
 
 
 # 7. The store stalled
@@ -443,6 +512,16 @@ def test_a_stalled_store_is_a_503_at_allauths_doors_then_they_work(server, redis
         _assert_unavailable(allauth_refresh(server, pair["refresh"]))
     finally:
         os.kill(redis.process.pid, signal.SIGCONT)
+    # a second factor while the store (the cache of used codes) is stalled: 503, not taken
+    totp_email, totp_tokens, secret, used = totp_account(server, "stalled-totp")
+    before = sessions(server, totp_tokens["access_token"])
+    flow = mfa_pending(server, totp_email)
+    code = fresh_code(secret, used, left=15)
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        _assert_unavailable(second_factor(server, flow, code))
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
 
     again = post(f"{server.api}/auth/login", {"email": email, "password": PASSWORD})
     assert again.status_code == 200, again.text
@@ -451,3 +530,4 @@ def test_a_stalled_store_is_a_503_at_allauths_doors_then_they_work(server, redis
     nxt = allauth_refresh(server, pair["refresh"])
     assert nxt.status_code == 200, nxt.text
     assert me(server, nxt.json()["data"]["access_token"]).status_code == 200
+    assert sessions(server, totp_tokens["access_token"]) == before
