@@ -29,18 +29,17 @@ def _username(username: str | None, kwargs: dict[str, Any]) -> str | None:
 
 
 def throttled(
-    request: HttpRequest, name: str, check: Callable[[], Any], *, outage_raises: bool = False
+    request: HttpRequest, name: str, check: Callable[[], Any], *, answered: bool = False
 ) -> Any:
     """Run a backend's password ``check`` on one reserved attempt (the sync client: this
     runs in a thread); refused (PermissionDenied) when throttled or the store is down, or
-    with ``outage_raises`` StoreUnavailable itself, for a door that answers it (503)."""
+    with ``answered`` by Throttled or StoreUnavailable itself, for a door that answers
+    them (429, 503)."""
     try:
         attempt = throttle.reserve_sync(request, name)
-    except StoreUnavailable:
-        if outage_raises:
+    except (Throttled, StoreUnavailable):
+        if answered:
             raise
-        raise PermissionDenied from None
-    except Throttled:
         raise PermissionDenied from None
     user = check()
     if user is not None:

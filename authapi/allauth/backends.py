@@ -3,8 +3,9 @@ throttle, so allauth's password logins and ours share one allowance per (client 
 username), per network and per account. List it after
 ``authapi.backends.ThrottledModelBackend``, which throttles Django's own doors.
 
-A store outage answers 503 at allauth's login, as at ours: refused as a failed
-``authenticate()``, it would tell the client that a right password was wrong."""
+A throttled attempt answers 429 and a store outage 503 at allauth's login, as at ours:
+refused as a failed ``authenticate()``, either would tell the client that a right password
+was wrong (and count one more failure in allauth's own limits)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
 from authapi.backends import throttled
-from authapi.errors import StoreUnavailable
+from authapi.errors import StoreUnavailable, Throttled
 
 
 class ThrottledAuthenticationBackend(AuthenticationBackend):
@@ -29,8 +30,6 @@ class ThrottledAuthenticationBackend(AuthenticationBackend):
             return super().authenticate(request, **credentials)
         check = super().authenticate
         try:
-            return throttled(
-                request, name, lambda: check(request, **credentials), outage_raises=True
-            )
-        except StoreUnavailable as exc:  # AccountMiddleware answers it
+            return throttled(request, name, lambda: check(request, **credentials), answered=True)
+        except (Throttled, StoreUnavailable) as exc:  # AccountMiddleware answers it
             raise ImmediateHttpResponse(exc.response()) from exc
