@@ -377,6 +377,27 @@ def test_a_totp_account_with_its_password_alone_is_refused_at_our_login(server):
     assert_refused(wrong, "no_active_account")
 
 
+def test_an_account_throttled_at_our_door_is_a_429_at_allauths_login(server):
+    """Wrong passwords at our door use up the allowance that allauth's login shares: its
+    owner's right password there is told to wait (429), not that it is wrong, and opens
+    nothing."""
+    since = time.time()
+    email, tokens = account(server, "throttled")
+    for _ in range(5):
+        wrong = post(f"{server.url}/api/auth/login", {"username": email, "password": "nope" * 4})
+        assert_refused(wrong, "no_active_account")
+    locked = post(f"{server.url}/api/auth/login", {"username": email, "password": PASSWORD})
+    assert locked.status_code == 429, locked.text
+    answer = post(f"{server.api}/auth/login", {"email": email, "password": PASSWORD})
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json()["code"] == "throttled" and answer.json()["detail"]
+    assert int(answer.headers["Retry-After"]) > 0
+    assert "access_token" not in (answer.json().get("meta") or {})
+    made = made_since(server, tokens["access_token"], since)
+    assert [s["id"] for s in made] == [sid(tokens["access_token"])]
+
+
 # 4. A spent refresh token replayed at the other door
 
 
