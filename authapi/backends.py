@@ -28,12 +28,18 @@ def _username(username: str | None, kwargs: dict[str, Any]) -> str | None:
     return username if isinstance(username, str) else None
 
 
-def throttled(request: HttpRequest, name: str, check: Callable[[], Any]) -> Any:
+def throttled(
+    request: HttpRequest, name: str, check: Callable[[], Any], *, answered: bool = False
+) -> Any:
     """Run a backend's password ``check`` on one reserved attempt (the sync client: this
-    runs in a thread); refused (PermissionDenied) when throttled or the store is down."""
+    runs in a thread); refused (PermissionDenied) when throttled or the store is down, or
+    with ``answered`` by Throttled or StoreUnavailable itself, for a door that answers
+    them (429, 503)."""
     try:
         attempt = throttle.reserve_sync(request, name)
     except (Throttled, StoreUnavailable):
+        if answered:
+            raise
         raise PermissionDenied from None
     user = check()
     if user is not None:

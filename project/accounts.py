@@ -8,10 +8,7 @@ in ``SOCIALACCOUNT_PROVIDERS``). Mails link to ``AUTHAPI_FRONTEND_URL``.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 AVAILABLE = find_spec("allauth") is not None
@@ -32,28 +29,13 @@ BACKENDS = [
 ]
 
 
-def cache_dir(data_dir: Path, database: Mapping[str, object]) -> Path:
-    """allauth's cache folder: one per user database, as what it holds is about those users
-    (two services sharing a data folder, on two databases, share no limits)."""
-    where = f"{database.get('ENGINE')}|{database.get('HOST')}|{database.get('PORT')}|"
-    where += str(database.get("NAME"))
-    return data_dir / "cache" / hashlib.sha256(where.encode()).hexdigest()[:16]
-
-
-def settings(frontend_url: str, *, https: bool, cache_dir: Path) -> dict[str, Any]:
+def settings(frontend_url: str, *, https: bool) -> dict[str, Any]:
     """The allauth settings of the demo, for a web client at ``frontend_url``."""
     return {
-        # allauth counts its rate limits (signup, reset mails, codes, reauthentication) and
-        # remembers the id_tokens it took (jti) in Django's cache: one cache for every
-        # worker, or each worker would allow the limit again. Django's file cache in the
-        # data folder (0700) is shared by the host's workers and keeps no tie to Redis, so
-        # a store outage stays our clean 503 rather than a cache error in allauth's views.
-        "CACHES": {
-            "default": {
-                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                "LOCATION": str(cache_dir),
-            }
-        },
+        # allauth marks a used TOTP code, counts its rate limits and remembers the id_tokens
+        # it took (jti) in the cache: one for every worker and instance (on the store), or
+        # each would take a code again and allow each limit again
+        "CACHES": {"default": {"BACKEND": "authapi.cache.StoreCache"}},
         "HEADLESS_ONLY": True,
         "HEADLESS_CLIENTS": ("app",),
         "HEADLESS_TOKEN_STRATEGY": "authapi.allauth.TokenStrategy",

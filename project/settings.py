@@ -162,11 +162,7 @@ if ACCOUNTS:
     )
     AUTHENTICATION_BACKENDS = accounts.BACKENDS
     globals().update(
-        accounts.settings(
-            conf.parse("FRONTEND_URL", AUTHAPI.get("FRONTEND_URL")),
-            https=HTTPS,
-            cache_dir=accounts.cache_dir(DATA_DIR, DATABASES["default"]),
-        )
+        accounts.settings(conf.parse("FRONTEND_URL", AUTHAPI.get("FRONTEND_URL")), https=HTTPS)
     )
 
 # EMAIL_URL (SMTP) or EMAIL_FILE_PATH (a folder), else the console; only the accounts send

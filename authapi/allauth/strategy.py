@@ -193,6 +193,8 @@ class TokenStrategy(AbstractTokenStrategy):
         request = _request.get()
         try:
             pair = rotate(refresh_token, request)
+        except StoreUnavailable:
+            raise  # 503: the token may still be good, not "invalid" (allauth's 400)
         except AuthApiError:
             return None
         return pair["access"], pair["refresh"]
