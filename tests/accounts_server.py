@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote
 
+import httpx
+
 from tests import conftest
 from tests.redis_server import RedisServer
 
@@ -125,6 +127,21 @@ class AccountsServer:
                 return sent[count - 1]
             time.sleep(0.05)
         raise AssertionError(f"no mail #{count} to {to} in {timeout} s")
+
+    def signup(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        """A verified account made by signup and the mailed link: allauth's ``meta`` of the
+        verification, our pair of its session in it."""
+        with httpx.Client(base_url=self.api, timeout=30) as client:
+            pending = client.post("/auth/signup", json={"email": email, "password": password})
+            assert pending.status_code == 401, pending.text
+            key = self.link_key(self.wait_for_mail(email), "verify-email")
+            done = client.post(
+                "/auth/email/verify",
+                json={"key": key},
+                headers={"X-Session-Token": meta(pending)["session_token"]},
+            )
+        assert done.status_code == 200, done.text
+        return meta(done)
 
     @staticmethod
     def link_key(mail: str, kind: str) -> str:

@@ -166,21 +166,6 @@ def session_ids(server: AccountsServer, access: str) -> set[str]:
     return {s["id"] for s in answer.json()}
 
 
-def signup(server: AccountsServer, email: str) -> dict[str, Any]:
-    """A verified account (signup, the mailed link): the tokens the verification gave."""
-    with httpx.Client(base_url=server.api) as client:
-        pending = client.post("/auth/signup", json={"email": email, "password": PASSWORD})
-        assert pending.status_code == 401, pending.text
-        key = server.link_key(server.wait_for_mail(email), "verify-email")
-        done = client.post(
-            "/auth/email/verify",
-            json={"key": key},
-            headers={"X-Session-Token": meta(pending)["session_token"]},
-        )
-        assert done.status_code == 200, done.text
-    return meta(done)
-
-
 def forged(stored: dict[str, Any], challenge: str, origin: str, rp_id: str) -> dict[str, Any]:
     """An assertion signed with the passkey's own private key (read from the virtual
     authenticator), saying what an attacker's client chooses: ``origin``, ``rp_id``."""
@@ -304,7 +289,7 @@ def host(tab: Passkeys) -> str:
 
 async def registered(tab: Passkeys, server: AccountsServer, email: str) -> dict[str, Any]:
     """A verified account with a passkey made in ``tab``: the verification's tokens."""
-    tokens = signup(server, email)
+    tokens = server.signup(email)
     added = await tab.run("registerPasskey", tokens["access_token"], PASSWORD, "laptop")
     assert (added["step"], added["status"]) == ("added", 200), added
     assert added["body"]["data"]["type"] == "webauthn"

@@ -391,16 +391,7 @@ def test_provider_address_of_an_existing_account_does_not_log_into_it(server, id
     """SOCIALACCOUNT_EMAIL_AUTHENTICATION is off: a provider naming the address of a
     password account gets no tokens of that account."""
     email = "owner@example.com"
-    with httpx.Client(base_url=server.api, timeout=TIMEOUT) as client:
-        pending = client.post("/auth/signup", json={"email": email, "password": PASSWORD})
-        key = server.link_key(server.wait_for_mail(email), "verify-email")
-        done = client.post(
-            "/auth/email/verify",
-            json={"key": key},
-            headers={"X-Session-Token": meta(pending)["session_token"]},
-        )
-    assert done.status_code == 200, done.text
-    owner = meta(done)["access_token"]
+    owner = server.signup(email)["access_token"]
     before = session_ids(server, owner)
     answer = social_login(server, idp.id_token(**claims_for("mallory-sub", email=email)))
     # allauth's enumeration guard: it answers as for a new address waiting for its

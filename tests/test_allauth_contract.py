@@ -74,16 +74,7 @@ def shape(server):
 @pytest.fixture(scope="module")
 def user(server):
     """A verified account (signup, the mailed link)."""
-    with httpx.Client(base_url=server.api) as client:
-        pending = client.post("/auth/signup", json={"email": EMAIL, "password": PASSWORD})
-        assert pending.status_code == 401, pending.text
-        key = server.link_key(server.wait_for_mail(EMAIL), "verify-email")
-        done = client.post(
-            "/auth/email/verify",
-            json={"key": key},
-            headers={"X-Session-Token": meta(pending)["session_token"]},
-        )
-        assert done.status_code == 200, done.text
+    server.signup(EMAIL)
     return EMAIL
 
 

@@ -4,17 +4,12 @@ Django's deploy check judges the backend only where users depend on it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-
 import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from project import mail
-from tests.conftest import ROOT
+from tests.test_serving import _check_deploy as serving_check_deploy
 
 SECRET = "k" * 20 + "-production-secret-" + "z9" * 20
 
@@ -86,16 +81,11 @@ def test_a_bad_url_names_the_variable_and_never_the_password(url):
     assert "hunter2" not in str(refused.value)
 
 
-def _check_deploy(**env_vars: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AUTHAPI_", "DJANGO_", "EMAIL_"))}  # fmt: skip
-    env.update(DJANGO_SETTINGS_MODULE="project.settings", DJANGO_HTTPS="1",
-               DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS="auth.example.com",
-               AUTHAPI_DATA_DIR=tempfile.mkdtemp(prefix="authapi-mail-"), **env_vars)  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def _check_deploy(**env_vars: str):
+    """``check --deploy --fail-level WARNING`` of the documented production environment."""
+    production = {"DJANGO_HTTPS": "1", "DJANGO_SECRET_KEY": SECRET,
+                  "DJANGO_ALLOWED_HOSTS": "auth.example.com"}  # fmt: skip
+    return serving_check_deploy(**production, **env_vars)
 
 
 def test_production_with_accounts_and_an_smtp_url_passes_check_deploy():
