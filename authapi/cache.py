@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import RedisError
 
-from authapi import redis_url, store
+from authapi import syncstore
 from authapi.errors import StoreUnavailable
 
 PREFIX = "authapi:cache"
@@ -39,13 +39,7 @@ class _Client(RedisCacheClient):
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         with self._lock:
             if self._redis is None:
-                try:
-                    url = store.resolve_url()
-                except Exception as exc:
-                    raise StoreUnavailable() from exc
-                self._redis = redis_url.connect_sync(
-                    url, socket_connect_timeout=2, socket_timeout=2
-                )
+                self._redis = syncstore.connect()  # bytes: Django's cache pickles
             return self._redis
 
     def clear(self) -> bool:

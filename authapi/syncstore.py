@@ -45,15 +45,8 @@ class SyncStore:
     profile: Script
 
     @classmethod
-    def connect(cls, url: str) -> SyncStore:
-        client = redis_url.connect_sync(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            health_check_interval=30,
-            retry=_RETRY,
-        )
+    def connect(cls) -> SyncStore:
+        client = connect(decode_responses=True, health_check_interval=30, retry=_RETRY)
         return cls(
             redis=client,
             start=client.register_script(lua.START),
@@ -70,15 +63,21 @@ _lock = threading.Lock()
 _store: SyncStore | None = None
 
 
+def connect(**options: Any) -> redis_url.SyncClient:
+    """A blocking client of the store (the embedded server's, started if need be), with
+    the timeouts every sync caller keeps; StoreUnavailable when it cannot be resolved."""
+    try:
+        url = store.resolve_url()
+    except Exception as exc:
+        raise StoreUnavailable() from exc
+    return redis_url.connect_sync(url, socket_connect_timeout=2, socket_timeout=2, **options)
+
+
 def _get() -> SyncStore:
     global _store
     with _lock:  # held only to create the client, never across a command
         if _store is None:
-            try:
-                url = store.resolve_url()  # the embedded server's, started if need be
-            except Exception as exc:
-                raise StoreUnavailable() from exc
-            _store = SyncStore.connect(url)
+            _store = SyncStore.connect()
         return _store
 
 

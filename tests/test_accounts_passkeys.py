@@ -36,7 +36,6 @@ from tests import test_browser
 from tests.accounts_server import PASSWORD, AccountsServer, meta
 from tests.test_browser import (
     ARGS,
-    CHROMIUM,
     CHROMIUM_MISSING,
     PLAYWRIGHT_MISSING,
     TEST_SECONDS,
@@ -45,7 +44,7 @@ from tests.test_browser import (
 )
 
 if not PLAYWRIGHT_MISSING:
-    from playwright.async_api import Browser, BrowserContext, CDPSession, Page, async_playwright
+    from playwright.async_api import Browser, BrowserContext, CDPSession, Page
 
 shots = test_browser.shots  # the fixture: screenshots folder per test, printed after it
 pytestmark = pytest.mark.skipif(
@@ -207,14 +206,8 @@ def server():
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True, timeout=30_000
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with test_browser.launched(BROWSER_ARGS) as browser:
+        yield browser
 
 
 class Passkeys:

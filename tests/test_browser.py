@@ -131,17 +131,23 @@ def shots(
             reporter.write_line(f"\nscreenshots of {request.node.name}: {folder}")
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    # launch() gives the browser a new, empty --user-data-dir of its own.
+@contextlib.asynccontextmanager
+async def launched(args: list[str]) -> AsyncIterator[Browser]:
+    """Headless Chromium with ``args``; launch() gives it a new, empty --user-data-dir."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000
+            executable_path=CHROMIUM, args=args, headless=True, timeout=30_000
         )
         try:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launched(ARGS) as browser:
+        yield browser
 
 
 class Tab:
